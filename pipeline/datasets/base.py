@@ -1,0 +1,105 @@
+"""What every dataset adapter returns, and the registry that maps a format name to its adapter."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class DatasetLayoutError(ValueError):
+    """The raw dataset is missing, incomplete or named differently from its authors' layout."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # relative to the dataset root, '/'-separated
+    pid: int
+    camid: int
+    clothes_id: int
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation: a query split ranked against a gallery split under an evaluation mode."""
+
+    name: str
+    query: str
+    gallery: str
+    mode: str = "general"  # general | CC | SC (reference.md §2.1)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "query": self.query, "gallery": self.gallery, "mode": self.mode}
+
+
+@dataclass
+class DatasetSplits:
+    format: str
+    splits: dict[str, list[Sample]]
+    protocols: list[Protocol]
+    has_clothes: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def train(self) -> list[Sample]:
+        return self.splits["train"]
+
+    def pid2clothes(self) -> np.ndarray:
+        """(N_pid, N_clothes) 0/1 matrix over the relabelled training labels, as CAL uses it."""
+        return pid2clothes(self.train)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {name: summarise(samples) for name, samples in self.splits.items()}
+
+
+def pid2clothes(train: list[Sample]) -> np.ndarray:
+    num_pids = max((s.pid for s in train), default=-1) + 1
+    num_clothes = max((s.clothes_id for s in train), default=-1) + 1
+    matrix = np.zeros((num_pids, num_clothes), np.float32)
+    for s in train:
+        matrix[s.pid, s.clothes_id] = 1
+    return matrix
+
+
+def summarise(samples: list[Sample]) -> dict[str, int]:
+    return {
+        "ids": len({s.pid for s in samples}),
+        "images": len(samples),
+        "clothes": len({s.clothes_id for s in samples}),
+        "cameras": len({s.camid for s in samples}),
+    }
+
+
+def image_files(directory: Path) -> list[Path]:
+    """Image files directly in `directory`, sorted by name so list files are reproducible."""
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetLayoutError(f"{path}: expected {what}, but it is not a directory")
+    return path
+
+
+Adapter = Callable[[Path], DatasetSplits]
+REGISTRY: dict[str, Adapter] = {}
+
+
+def register(name: str) -> Callable[[Adapter], Adapter]:
+    def wrap(fn: Adapter) -> Adapter:
+        REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def load(fmt: str, root: str | Path) -> DatasetSplits:
+    if fmt not in REGISTRY:
+        raise DatasetLayoutError(f"unknown dataset format {fmt!r}; supported: {', '.join(sorted(REGISTRY))}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"{root}: dataset root does not exist (format {fmt!r})")
+    return REGISTRY[fmt](root)
