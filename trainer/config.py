@@ -1,0 +1,62 @@
+"""Method configuration: config/methods/<method>.yaml = paper defaults + named scales (demo, tiny, ...)."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base: dict, override: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if key not in out:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(out))})")
+        if isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_dotted(cfg: dict, assignment: str) -> dict:
+    """Apply 'a.b.c=value' (value parsed as YAML) to a copy of cfg; the key must already exist."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected key.path=value")
+    dotted, raw = assignment.split("=", 1)
+    override: dict = {}
+    node = override
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = yaml.safe_load(raw)
+    return _merge(cfg, override, "override")
+
+
+def load_method_config(path: str | Path, scale: str | None = None, overrides: list[str] | tuple = ()) -> dict:
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text())
+    for key in ("method", "defaults"):
+        if key not in raw:
+            raise ConfigError(f"{path}: missing top-level key {key!r}")
+    cfg = copy.deepcopy(raw["defaults"])
+    if scale and scale != "paper":
+        scales = raw.get("scales", {})
+        if scale not in scales:
+            raise ConfigError(f"{path}: unknown scale {scale!r}; defined: paper, {', '.join(scales)}")
+        cfg = _merge(cfg, scales[scale], f"{path}:scales.{scale}")
+    for assignment in overrides:
+        cfg = set_dotted(cfg, assignment)
+    cfg["method"] = raw["method"]
+    cfg["scale"] = scale or "paper"
+    return cfg
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,95 @@
+"""python -m trainer.evaluate --model model.pt --lists LISTS_DIR --images images.h5 --out metrics.json
+
+Extracts flip-augmented features for every split the dataset's protocols use, evaluates each protocol
+(protocol.json) and writes metrics.json (per protocol: mAP, rank-1/5/10/20, mINP, valid queries, plus
+provenance) and features.h5 beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import torch
+
+from pipeline.atomic import atomic_path, write_text
+from pipeline.imagepack import ImagePack
+
+from .features import evaluate_protocols
+from .models import FeatureNet
+from .runtime import git_commit, pick_device
+
+
+def load_feature_net(path: str | Path, device: torch.device) -> tuple[FeatureNet, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    m = state["config"]["model"]
+    # pretrained weights are already inside the state dict: never reload them here
+    net = FeatureNet(m["backbone"], "none", m["last_stride"], m["pooling"])
+    net.load_state_dict(state["feature_net"])
+    return net.to(device).eval(), state
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--lists", required=True)
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--out", required=True, help="metrics.json path")
+    ap.add_argument("--features", default=None, help="features.h5 path (default: beside --out)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=64)
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    try:
+        device = pick_device(a.device)
+        net, state = load_feature_net(a.model, device)
+        cfg = state["config"]
+        pack = ImagePack(a.images)
+        metrics, extra = evaluate_protocols(net, pack, a.lists, cfg["data"]["height"], cfg["data"]["width"], device,
+                                            a.batch_size)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
+    with atomic_path(features_path) as tmp, h5py.File(tmp, "w") as f:
+        for split, feats in extra["features"].items():
+            g = f.create_group(split)
+            ds = extra["datasets"][split]
+            g.create_dataset("features", data=feats)
+            g.create_dataset("pid", data=ds.pids)
+            g.create_dataset("camid", data=ds.camids)
+            g.create_dataset("clothes_id", data=ds.clothes)
+            g.create_dataset("pack_index", data=ds.pack_index)
+        f.attrs["manifest_sha256"] = pack.manifest_sha256
+    report = {
+        "dataset": state["dataset"],
+        "method": cfg["method"],
+        "scale": cfg["scale"],
+        "protocols": metrics,
+        "provenance": {
+            "config_hash": state["config_hash"],
+            "git_commit_train": state["git_commit"],
+            "git_commit_eval": git_commit(Path(__file__).parent),
+            "seed": cfg["seed"],
+            "device_train": state["device"],
+            "device_eval": str(device),
+            "world_size": state["world_size"],
+            "train_wall_seconds": round(state["train_seconds_this_run"], 1),
+            "eval_wall_seconds": round(time.time() - t0, 1),
+            "manifest_sha256": pack.manifest_sha256,
+        },
+    }
+    write_text(a.out, json.dumps(report, indent=2) + "\n")
+    for name, m in metrics.items():
+        print(f"{report['dataset']}/{report['method']} {name:>4}: mAP {100 * m['mAP']:.1f}  R1 {100 * m['rank1']:.1f}  "
+              f"R5 {100 * m['rank5']:.1f}  R10 {100 * m['rank10']:.1f}  R20 {100 * m['rank20']:.1f}  "
+              f"({m['num_valid_queries']} queries)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

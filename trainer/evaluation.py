@@ -1,0 +1,143 @@
+"""Re-ID ranking metrics with Simple-CCReID's exact good/junk rules (reference.md §2.1), vectorised.
+
+Per query, gallery items are ranked by ascending distance with np.argsort (the same unstable sort the
+official code uses, so ties break identically). Junk items are removed from the ranking; CMC marks
+every rank from the first good match on; AP is the mean over good matches of (i / rank_i), ranks
+counted after junk removal. Queries without a good match are skipped and reported.
+
+Work is done in blocks of query rows whose size follows a memory budget, so a 100k-image gallery
+never needs more than the budget; with `evaluate_features` the full distance matrix is never built.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+MODES = ("general", "CC", "SC")
+_BYTES_PER_CELL = 40  # argsort indices + gathered labels + a handful of masks and cumsums
+
+
+def _rows_per_block(num_gallery: int, memory_bytes: int) -> int:
+    return max(1, int(memory_bytes // (_BYTES_PER_CELL * max(num_gallery, 1))))
+
+
+def _masks(order, q_pids, q_camids, q_clothes, gallery, mode):
+    g_pids, g_camids, g_clothes = gallery
+    same_pid = g_pids[order] == q_pids[:, None]
+    same_cam = g_camids[order] == q_camids[:, None]
+    if mode == "general":
+        return same_pid & ~same_cam, same_pid & same_cam
+    same_clothes = g_clothes[order] == q_clothes[:, None]
+    if mode == "CC":
+        return same_pid & ~same_cam & ~same_clothes, same_pid & (same_cam | same_clothes)
+    return same_pid & ~same_cam & same_clothes, same_pid & (same_cam | ~same_clothes)
+
+
+class _Accumulator:
+    def __init__(self, gallery: tuple, mode: str):
+        self.gallery, self.mode = gallery, mode
+        self.num_gallery = len(gallery[0])
+        self.first_hit_hist = np.zeros(self.num_gallery + 1, np.int64)
+        self.ap_sum = 0.0
+        self.inp_sum = 0.0
+        self.num_valid = 0
+        self.num_queries = 0
+
+    def add(self, dist_block: np.ndarray, q_pids, q_camids, q_clothes) -> None:
+        order = np.argsort(dist_block, axis=1)
+        good, junk = _masks(order, q_pids, q_camids, q_clothes, self.gallery, self.mode)
+        self.num_queries += len(order)
+        n_good = good.sum(1)
+        valid = n_good > 0
+        if not valid.any():
+            return
+        good, junk, n_good = good[valid], junk[valid], n_good[valid]
+        rows = np.arange(len(good))
+        # 1-based rank of every item in the ranking once junk is removed
+        kept_rank = np.cumsum(~junk, axis=1, dtype=np.int32)
+        good_count = np.cumsum(good, axis=1, dtype=np.int32)
+        precision_at_hits = np.where(good, good_count / np.maximum(kept_rank, 1), 0.0)
+        self.ap_sum += float((precision_at_hits.sum(1) / n_good).sum())
+        first_rank = kept_rank[rows, np.argmax(good, axis=1)] - 1
+        self.first_hit_hist += np.bincount(first_rank, minlength=len(self.first_hit_hist))
+        last_hit = good.shape[1] - 1 - np.argmax(good[:, ::-1], axis=1)
+        self.inp_sum += float((n_good / kept_rank[rows, last_hit]).sum())
+        self.num_valid += int(valid.sum())
+
+    def result(self) -> dict:
+        n = self.num_valid
+        if n == 0:
+            warnings.warn("evaluation: no query has a valid (good) gallery match; mAP and CMC are 0", stacklevel=3)
+            return {"mAP": 0.0, "cmc": np.zeros(self.num_gallery), "mINP": 0.0, "num_valid": 0,
+                    "num_queries": self.num_queries}
+        cmc = np.cumsum(self.first_hit_hist[: self.num_gallery]) / n
+        return {"mAP": self.ap_sum / n, "cmc": cmc, "mINP": self.inp_sum / n, "num_valid": n,
+                "num_queries": self.num_queries}
+
+
+def _check(mode, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes):
+    if mode not in MODES:
+        raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
+    if mode != "general" and (q_clothes is None or g_clothes is None):
+        raise ValueError(f"mode {mode!r} needs q_clothes and g_clothes")
+    q_pids, g_pids, q_camids, g_camids = (np.asarray(a) for a in (q_pids, g_pids, q_camids, g_camids))
+    if len(q_pids) != len(q_camids) or len(g_pids) != len(g_camids):
+        raise ValueError("pids and camids must have one entry per query / gallery item")
+    if mode == "general":
+        q_clothes = g_clothes = None
+    else:
+        q_clothes, g_clothes = np.asarray(q_clothes), np.asarray(g_clothes)
+        if len(q_clothes) != len(q_pids) or len(g_clothes) != len(g_pids):
+            raise ValueError("clothes ids must have one entry per query / gallery item")
+    return (q_pids, q_camids, q_clothes), (g_pids, g_camids, g_clothes)
+
+
+def _run(blocks: Iterator[tuple[slice, np.ndarray]], query: tuple, gallery: tuple, mode: str) -> dict:
+    acc = _Accumulator(gallery, mode)
+    q_pids, q_camids, q_clothes = query
+    for rows, dist in blocks:
+        acc.add(np.asarray(dist), q_pids[rows], q_camids[rows], None if q_clothes is None else q_clothes[rows])
+    return acc.result()
+
+
+def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes=None, g_clothes=None, mode: str = "general",
+             memory_bytes: int = 256 << 20) -> dict:
+    """Rank a (Q, G) distance matrix (any array-like, e.g. np.memmap). Returns mAP, cmc, mINP, num_valid."""
+    query, gallery = _check(mode, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes)
+    q, g = distmat.shape
+    if (q, g) != (len(query[0]), len(gallery[0])):
+        raise ValueError(f"distmat is {q}×{g} but there are {len(query[0])} queries and {len(gallery[0])} gallery items")
+    step = _rows_per_block(g, memory_bytes)
+    blocks = ((slice(i, i + step), distmat[i : i + step]) for i in range(0, q, step))
+    return _run(blocks, query, gallery, mode)
+
+
+def cosine_distance_blocks(qf: np.ndarray, gf: np.ndarray, rows: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """Yield (rows, -q·gᵀ) blocks of L2-normalised features, Simple-CCReID's distance."""
+    qf = qf / np.maximum(np.linalg.norm(qf, axis=1, keepdims=True), 1e-12)
+    gf = gf / np.maximum(np.linalg.norm(gf, axis=1, keepdims=True), 1e-12)
+    for i in range(0, len(qf), rows):
+        yield slice(i, i + rows), -(qf[i : i + rows] @ gf.T)
+
+
+def evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, q_clothes=None, g_clothes=None,
+                      mode: str = "general", memory_bytes: int = 256 << 20) -> dict:
+    """Like `evaluate`, but distances are computed block by block: memory is bounded by the budget."""
+    query, gallery = _check(mode, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes)
+    qf, gf = np.asarray(qf, np.float32), np.asarray(gf, np.float32)
+    step = _rows_per_block(len(gf), memory_bytes)
+    return _run(cosine_distance_blocks(qf, gf, step), query, gallery, mode)
+
+
+def summarise(result: dict, ranks=(1, 5, 10, 20)) -> dict:
+    """The numbers metrics.json records for one protocol."""
+    cmc = result["cmc"]
+    out = {"mAP": float(result["mAP"])}
+    for k in ranks:
+        out[f"rank{k}"] = float(cmc[min(k, len(cmc)) - 1]) if len(cmc) else 0.0
+    out["mINP"] = float(result["mINP"])
+    out["num_valid_queries"] = int(result["num_valid"])
+    out["num_queries"] = int(result["num_queries"])
+    return out

@@ -1,0 +1,69 @@
+"""Losses of CAL's code (reference.md §3.2): label-smoothed CE, cosine batch-hard triplet, CosFace, CAL."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distributed import gather_with_local_grad
+
+
+class CrossEntropyLabelSmooth(nn.Module):
+    def __init__(self, epsilon: float = 0.1):
+        super().__init__()
+        self.epsilon = epsilon
+
+    def forward(self, logits, targets):
+        log_probs = F.log_softmax(logits, dim=1)
+        k = logits.size(1)
+        q = torch.full_like(log_probs, self.epsilon / k)
+        q.scatter_(1, targets[:, None], 1 - self.epsilon + self.epsilon / k)
+        return (-q * log_probs).sum(1).mean()
+
+
+class TripletLoss(nn.Module):
+    """Batch-hard triplet on cosine distance (1 - cos); the other side is gathered over processes."""
+
+    def __init__(self, margin: float = 0.3):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, features, targets):
+        f = F.normalize(features, dim=1)
+        all_f, all_t = gather_with_local_grad(f), gather_with_local_grad(targets)
+        dist = 1 - f @ all_f.t()
+        is_pos = (targets[:, None] == all_t[None, :]).float()
+        hardest_pos = (dist * is_pos).max(1).values
+        hardest_neg = (dist * (1 - is_pos) + is_pos * 1e8).min(1).values
+        return F.relu(hardest_pos - hardest_neg + self.margin).mean()
+
+
+class CosFaceLoss(nn.Module):
+    """CE over s·(cos - m·onehot); with m = 0 this is CAL's clothes classification loss."""
+
+    def __init__(self, scale: float = 16.0, margin: float = 0.0):
+        super().__init__()
+        self.scale, self.margin = scale, margin
+
+    def forward(self, cosine, targets):
+        onehot = F.one_hot(targets, cosine.size(1)).to(cosine.dtype)
+        return F.cross_entropy(self.scale * (cosine - self.margin * onehot), targets)
+
+
+class ClothesBasedAdversarialLoss(nn.Module):
+    """L_CAL: each clothes class competes only with other identities' clothes (and itself); the target
+    puts 1-ε on the true clothes and spreads ε over all clothes of the same identity."""
+
+    def __init__(self, scale: float = 16.0, epsilon: float = 0.1):
+        super().__init__()
+        self.scale, self.epsilon = scale, epsilon
+
+    def forward(self, cosine, targets, positive_mask):
+        z = self.scale * cosine
+        negatives = torch.where(positive_mask > 0, torch.full_like(z, float("-inf")), z)
+        # log(Σ_{j negative} e^{z_j} + e^{z_c}) for every class c, computed stably
+        log_denominator = torch.logaddexp(torch.logsumexp(negatives, dim=1, keepdim=True), z)
+        log_prob = z - log_denominator
+        onehot = F.one_hot(targets, z.size(1)).to(z.dtype)
+        target = (1 - self.epsilon) * onehot + self.epsilon * positive_mask / positive_mask.sum(1, keepdim=True)
+        return (-target * log_prob).sum(1).mean()

@@ -1,0 +1,57 @@
+"""ResNet trunks with CAL's last-stride-1 change (reference.md §3.1), any torchvision ResNet depth.
+
+`pretrained` is a torchvision weights name (e.g. "IMAGENET1K_V1", needs the cached file), a path to
+a state dict, or "none". Offline machines and tests use "none" or a local file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def _set_last_stride_one(net: torchvision.models.ResNet) -> None:
+    block = net.layer4[0]
+    # Bottleneck strides in conv2, BasicBlock in conv1: change whichever carries the stride
+    for conv in (getattr(block, "conv1", None), getattr(block, "conv2", None)):
+        if conv is not None and conv.stride == (2, 2):
+            conv.stride = (1, 1)
+    if block.downsample is not None:
+        block.downsample[0].stride = (1, 1)
+
+
+def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
+    if pretrained in ("none", "", None):
+        return
+    path = Path(pretrained)
+    if path.suffix in (".pth", ".pt", ".tar") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"backbone weights {path} not found: put the {name} ImageNet state dict there "
+                f"(torchvision's {name} IMAGENET1K_V1 file), or set model.pretrained: none")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+        if [k for k in missing if not k.startswith("fc.")] or unexpected:
+            raise ValueError(f"{path}: not a {name} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return
+    weights = torchvision.models.get_model_weights(name)[pretrained]
+    net.load_state_dict(weights.get_state_dict(progress=False))
+
+
+def build_backbone(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> tuple[nn.Module, int]:
+    """Return (trunk mapping B×3×H×W to B×C×h×w, C)."""
+    if name not in RESNETS:
+        raise ValueError(f"unknown backbone {name!r}; supported: {', '.join(RESNETS)}")
+    net = getattr(torchvision.models, name)(weights=None)
+    _load_pretrained(net, name, pretrained)
+    if last_stride == 1:
+        _set_last_stride_one(net)
+    elif last_stride != 2:
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    trunk = nn.Sequential(*list(net.children())[:-2])
+    return trunk, net.fc.in_features

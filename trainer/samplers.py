@@ -1,0 +1,48 @@
+"""P×K identity sampling exactly as Simple-CCReID's (Distributed)RandomIdentitySampler (reference.md §3.5)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class IdentitySampler(Sampler[int]):
+    """Each epoch: per identity, K-sized groups of its shuffled images (drawn with replacement when it
+    has fewer than K, remainder dropped); all groups shuffled globally; rank r of W takes groups r::W.
+    Consecutive groups form a batch, so a batch can hold two groups of one identity, as in CAL."""
+
+    def __init__(self, pids, num_instances: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if num_instances < 1:
+            raise ValueError(f"num_instances must be >= 1, got {num_instances}")
+        self.by_pid: dict[int, list[int]] = defaultdict(list)
+        for i, pid in enumerate(pids):
+            self.by_pid[int(pid)].append(i)
+        self.k, self.seed, self.rank, self.world = num_instances, seed, rank, world_size
+        self.epoch = 0
+        groups = sum(max(len(v), self.k) // self.k for v in self.by_pid.values())
+        self._len = (groups // self.world) * self.k
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _groups(self) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        groups = []
+        for pid in sorted(self.by_pid):
+            idx = np.array(self.by_pid[pid])
+            if len(idx) < self.k:
+                idx = rng.choice(idx, size=self.k, replace=True)
+            idx = rng.permutation(idx)
+            usable = len(idx) - len(idx) % self.k
+            groups += [idx[j : j + self.k].tolist() for j in range(0, usable, self.k)]
+        order = rng.permutation(len(groups))
+        groups = [groups[i] for i in order]
+        return groups[: len(groups) - len(groups) % self.world]
+
+    def __iter__(self):
+        for group in self._groups()[self.rank :: self.world]:
+            yield from group
+
+    def __len__(self) -> int:
+        return self._len

@@ -1,0 +1,79 @@
+"""Image transforms of CAL's pipeline (reference.md §3.5), on uint8 RGB arrays -> normalised tensors.
+
+RandomCroping and RandomErasing are written here rather than taken from torchvision because CAL's
+versions differ in ways that change the augmentation distribution: the crop enlarges by a fixed
+1.125 and crops back, and the erasing samples the aspect ratio uniformly in [r1, 1/r1] with up to
+100 attempts and fills with fixed per-channel values on the normalised tensor.
+All randomness comes from torch's generator, which DataLoader seeds per worker.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ERASE_FILL = (0.4914, 0.4822, 0.4465)
+
+
+def _rand() -> float:
+    return float(torch.rand(()))
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+
+
+def random_crop_enlarged(img: torch.Tensor, p: float, factor: float = 1.125) -> torch.Tensor:
+    if _rand() >= p:
+        return img
+    h, w = img.shape[-2:]
+    big_h, big_w = int(round(h * factor)), int(round(w * factor))
+    img = TF.resize(img, [big_h, big_w], antialias=True)
+    top = int(round(_rand() * (big_h - h)))
+    left = int(round(_rand() * (big_w - w)))
+    return img[..., top : top + h, left : left + w]
+
+
+def random_erase(img: torch.Tensor, p: float, sl=0.02, sh=0.4, r1=0.3, fill=ERASE_FILL, attempts=100) -> torch.Tensor:
+    if _rand() >= p:
+        return img
+    c, h, w = img.shape
+    for _ in range(attempts):
+        area = h * w * (sl + (sh - sl) * _rand())
+        aspect = r1 + (1 / r1 - r1) * _rand()
+        eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if 0 < ew < w and 0 < eh < h:
+            y = int(_rand() * (h - eh))
+            x = int(_rand() * (w - ew))
+            img = img.clone()
+            img[:, y : y + eh, x : x + ew] = torch.tensor(fill[:c], dtype=img.dtype)[:, None, None]
+            return img
+    return img
+
+
+def normalise(img: torch.Tensor) -> torch.Tensor:
+    return TF.normalize(img.float() / 255.0, IMAGENET_MEAN, IMAGENET_STD)
+
+
+class TrainTransform:
+    def __init__(self, height: int, width: int, crop_p: float = 0.5, flip_p: float = 0.5, erase_p: float = 0.5):
+        self.size, self.crop_p, self.flip_p, self.erase_p = [height, width], crop_p, flip_p, erase_p
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        img = TF.resize(to_tensor(rgb), self.size, antialias=True)
+        img = random_crop_enlarged(img, self.crop_p)
+        if _rand() < self.flip_p:
+            img = TF.horizontal_flip(img)
+        return random_erase(normalise(img), self.erase_p)
+
+
+class TestTransform:
+    def __init__(self, height: int, width: int):
+        self.size = [height, width]
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        return normalise(TF.resize(to_tensor(rgb), self.size, antialias=True))
