@@ -59,3 +59,11 @@ def average_gradients(params) -> None:
         if p.grad is not None:
             dist.all_reduce(p.grad)
             p.grad /= dist.get_world_size()
+
+
+def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every process rank `src`'s parameters (DDP does this for the modules it wraps)."""
+    if not is_distributed():
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src)

@@ -1,5 +1,5 @@
 """Dataset adapters: each reads a dataset in its authors' own layout into labelled splits."""
 from . import prcc  # noqa: F401  (registers the adapter)
-from .base import REGISTRY, DatasetLayoutError, DatasetSplits, Protocol, Sample, load, pid2clothes
+from .base import LAYOUT_DIRS, REGISTRY, DatasetLayoutError, DatasetSplits, Protocol, Sample, load, pid2clothes
 
-__all__ = ["REGISTRY", "DatasetLayoutError", "DatasetSplits", "Protocol", "Sample", "load", "pid2clothes"]
+__all__ = ["LAYOUT_DIRS", "REGISTRY", "DatasetLayoutError", "DatasetSplits", "Protocol", "Sample", "load", "pid2clothes"]

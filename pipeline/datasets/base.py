@@ -86,11 +86,16 @@ def require_dir(path: Path, what: str) -> Path:
 
 Adapter = Callable[[Path], DatasetSplits]
 REGISTRY: dict[str, Adapter] = {}
+LAYOUT_DIRS: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[Adapter], Adapter]:
+def register(name: str, layout: str) -> Callable[[Adapter], Adapter]:
+    """Register an adapter; `layout` is the directory under the root that holds the dataset itself
+    (the Snakefile depends on it, so adding another dataset beside it reruns nothing)."""
+
     def wrap(fn: Adapter) -> Adapter:
         REGISTRY[name] = fn
+        LAYOUT_DIRS[name] = layout
         return fn
 
     return wrap

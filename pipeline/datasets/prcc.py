@@ -64,7 +64,7 @@ def _test(test_dir: Path, root: Path) -> dict[str, list[Sample]]:
     return out
 
 
-@register("prcc")
+@register("prcc", layout="prcc/rgb")
 def load_prcc(root: Path) -> DatasetSplits:
     rgb = root / "prcc" / "rgb"
     if not rgb.is_dir():

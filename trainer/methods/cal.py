@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..distributed import average_gradients
+from ..distributed import average_gradients, broadcast_parameters
 from ..losses import ClothesBasedAdversarialLoss, CosFaceLoss
 from ..models import NormalizedClassifier
 from ..precision import Precision
@@ -28,6 +28,11 @@ class CAL(Baseline):
         self.optimizer_cc = adam(self.clothes_classifier.parameters(), cfg["optim"])
         self.modules["clothes_classifier"] = self.clothes_classifier
         self.optimizers["optimizer_cc"] = self.optimizer_cc
+
+    def wrap_distributed(self, device: torch.device) -> None:
+        super().wrap_distributed(device)
+        # seeds differ per rank, so the unwrapped clothes classifier must start from rank 0's weights
+        broadcast_parameters(self.clothes_classifier)
 
     def train_step(self, images, pids, camids, clothes, epoch: int, precision: Precision) -> dict[str, float]:
         with precision.autocast():

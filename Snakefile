@@ -1,0 +1,26 @@
+# ccreid: raw datasets -> lists -> images.h5 -> train -> evaluate (see README.md and design.md).
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_-]+",
+    method="[A-Za-z0-9_-]+",
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+
+
+rule all:
+    input:
+        [f"results/{t}/metrics.json" for t in config.get("targets", [])],
+    default_target: True

@@ -1,0 +1,55 @@
+# Raw data -> list files + protocol.json -> images.h5 (the manifest every derived store aligns to).
+
+
+rule synthetic_dataset:
+    output:
+        directory("data/raw/{dataset}"),
+    params:
+        spec=lambda w: dataset_cfg(w.dataset)["synthetic"],
+    log:
+        "logs/{dataset}/synthetic.log",
+    threads: 2
+    conda:
+        "../envs/ccreid.yaml"
+    wildcard_constraints:
+        dataset="|".join(synthetic_datasets()) or "^$",
+    shell:
+        "python -m pipeline.synthetic --out {output} --seed {params.spec[seed]} "
+        "--train-ids {params.spec[train_ids]} --test-ids {params.spec[test_ids]} "
+        "--val-ids {params.spec[val_ids]} --images-per-camera {params.spec[images_per_camera]} "
+        "--jobs {threads} > {log} 2>&1"
+
+
+rule lists:
+    input:
+        raw=raw_input,
+    output:
+        protocol="data/derived/{dataset}/lists/protocol.json",
+    params:
+        fmt=lambda w: dataset_cfg(w.dataset)["format"],
+        root=lambda w: dataset_cfg(w.dataset)["root"],
+        outdir=lambda w, output: str(Path(output.protocol).parent),
+    log:
+        "logs/{dataset}/lists.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m pipeline.lists --format {params.fmt} --root {params.root} --out {params.outdir} "
+        "--name {wildcards.dataset} > {log} 2>&1"
+
+
+rule pack:
+    input:
+        protocol=rules.lists.output.protocol,
+        raw=raw_input,
+    output:
+        "data/derived/{dataset}/images.h5",
+    params:
+        root=lambda w: dataset_cfg(w.dataset)["root"],
+        lists=lambda w, input: str(Path(input.protocol).parent),
+    log:
+        "logs/{dataset}/pack.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m pipeline.pack --lists {params.lists} --root {params.root} --out {output} > {log} 2>&1"

@@ -1,0 +1,52 @@
+# images.h5 + lists (+ the stores a method requires) -> model.pt -> metrics.json + features.h5
+
+
+rule train:
+    input:
+        images=rules.pack.output[0],
+        protocol=rules.lists.output.protocol,
+        method_config="config/methods/{method}.yaml",
+        stores=required_stores,
+    output:
+        model="results/{dataset}/{method}/model.pt",
+    params:
+        scale=lambda w: dataset_cfg(w.dataset).get("scale", "paper"),
+        overrides=method_overrides,
+        device=config.get("device", "auto"),
+        lists=lambda w, input: str(Path(input.protocol).parent),
+        outdir=lambda w, output: str(Path(output.model).parent),
+    log:
+        "logs/{dataset}/{method}/train.log",
+    benchmark:
+        "results/{dataset}/{method}/train.benchmark.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m trainer.train --method-config {input.method_config} --scale {params.scale} "
+        "{params.overrides} --lists {params.lists} --images {input.images} --out {params.outdir} "
+        "--device {params.device} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        images=rules.pack.output[0],
+        protocol=rules.lists.output.protocol,
+    output:
+        metrics="results/{dataset}/{method}/metrics.json",
+        features="results/{dataset}/{method}/features.h5",
+    params:
+        device=config.get("device", "auto"),
+        lists=lambda w, input: str(Path(input.protocol).parent),
+    log:
+        "logs/{dataset}/{method}/evaluate.log",
+    benchmark:
+        "results/{dataset}/{method}/evaluate.benchmark.tsv"
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m trainer.evaluate --model {input.model} --lists {params.lists} --images {input.images} "
+        "--out {output.metrics} --features {output.features} --device {params.device} > {log} 2>&1"
