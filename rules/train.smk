@@ -27,7 +27,7 @@ rule train:
     shell:
         "python -m trainer.train --method-config {input.method_config} --scale {params.scale} "
         "{params.overrides} --lists {params.lists} --images {input.images} --out {params.outdir} "
-        "--device {params.device} > {log} 2>&1"
+        "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate:
@@ -45,8 +45,10 @@ rule evaluate:
         "logs/{dataset}/{method}/evaluate.log",
     benchmark:
         "results/{dataset}/{method}/evaluate.benchmark.tsv"
+    threads: 2
     conda:
         "../envs/ccreid.yaml"
     shell:
         "python -m trainer.evaluate --model {input.model} --lists {params.lists} --images {input.images} "
-        "--out {output.metrics} --features {output.features} --device {params.device} > {log} 2>&1"
+        "--out {output.metrics} --features {output.features} --device {params.device} --threads {threads} "
+        "> {log} 2>&1"

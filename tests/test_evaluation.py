@@ -56,12 +56,14 @@ def test_ties_break_like_numpy_argsort():
     assert r["mAP"] == pytest.approx(np.mean(np.arange(1, len(hits) + 1) / hits))
 
 
+@pytest.mark.parametrize("ties", [True, False])
 @pytest.mark.parametrize("mode", ["general", "CC", "SC"])
-def test_agrees_with_per_query_reference(mode):
+def test_agrees_with_per_query_reference(mode, ties):
     rng = np.random.default_rng(1)
     for _ in range(6):
         q, g = int(rng.integers(1, 50)), int(rng.integers(2, 300))
-        dist = rng.integers(0, 15, size=(q, g)).astype(np.float32)  # many ties
+        # integer distances tie often (the argsort path); continuous ones never (the binary-search path)
+        dist = rng.integers(0, 15, size=(q, g)).astype(np.float32) if ties else rng.random((q, g)).astype(np.float32)
         labels = dict(q_pids=rng.integers(0, 6, q), g_pids=rng.integers(0, 6, g), q_camids=rng.integers(0, 3, q),
                       g_camids=rng.integers(0, 3, g), q_clothes=rng.integers(0, 3, q), g_clothes=rng.integers(0, 3, g))
         fast = evaluate(dist, mode=mode, memory_bytes=g * 40 * 4, **labels)  # several blocks

@@ -111,3 +111,24 @@ def test_paper_defaults_are_the_published_values():
     assert cfg["start_epoch_cc"] == 25 and cfg["loss"]["cal"] == {"scale": 16, "epsilon": 0.1}
     m = build_method(copy.deepcopy(dict(cfg, model=dict(cfg["model"], pretrained="none"))), 5, p2c(5), CPU)
     assert m.feature_net().dim == 4096
+
+
+def test_missing_pretrained_weights_fail_with_the_file_and_url(tmp_path, monkeypatch):
+    from trainer.models import build_backbone
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"resnet18-f37072fd\.pth.*download\.pytorch\.org"):
+        build_backbone("resnet18", "IMAGENET1K_V1")
+    with pytest.raises(FileNotFoundError, match="weights.pth not found"):
+        build_backbone("resnet18", str(tmp_path / "weights.pth"))
+
+
+def test_pretrained_state_dict_file_loads(tmp_path):
+    import torchvision
+
+    from trainer.models import build_backbone
+
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")  # the official file's key names and shapes
+    trunk, _ = build_backbone("resnet18", str(tmp_path / "r18.pth"))
+    assert torch.equal(trunk[0].weight, ref.conv1.weight)

@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", default=None, help="features.h5 path (default: beside --out)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     a = ap.parse_args(argv)
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     t0 = time.time()
     try:
         device = pick_device(a.device)

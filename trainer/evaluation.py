@@ -1,9 +1,10 @@
 """Re-ID ranking metrics with Simple-CCReID's exact good/junk rules (reference.md §2.1), vectorised.
 
-Per query, gallery items are ranked by ascending distance with np.argsort (the same unstable sort the
-official code uses, so ties break identically). Junk items are removed from the ranking; CMC marks
+Gallery items are ranked by ascending distance; junk items are removed from the ranking; CMC marks
 every rank from the first good match on; AP is the mean over good matches of (i / rank_i), ranks
-counted after junk removal. Queries without a good match are skipped and reported.
+counted after junk removal. Queries without a good match are skipped and reported. Ranks come from
+binary search of the good matches' distances (see `_good_ranks`); where ties make the order
+depend on the sort, np.argsort decides, as in the official code, so results agree exactly.
 
 Work is done in blocks of query rows whose size follows a memory budget, so a 100k-image gallery
 never needs more than the budget; with `evaluate_features` the full distance matrix is never built.
@@ -16,23 +17,47 @@ from collections.abc import Iterator
 import numpy as np
 
 MODES = ("general", "CC", "SC")
-_BYTES_PER_CELL = 40  # argsort indices + gathered labels + a handful of masks and cumsums
+_BYTES_PER_CELL = 12  # the distance block (float32/64) and a few boolean masks
 
 
 def _rows_per_block(num_gallery: int, memory_bytes: int) -> int:
     return max(1, int(memory_bytes // (_BYTES_PER_CELL * max(num_gallery, 1))))
 
 
-def _masks(order, q_pids, q_camids, q_clothes, gallery, mode):
+def _masks(q_pids, q_camids, q_clothes, gallery, mode):
+    """good and junk (Q×G, gallery order) by reference.md §2.1."""
     g_pids, g_camids, g_clothes = gallery
-    same_pid = g_pids[order] == q_pids[:, None]
-    same_cam = g_camids[order] == q_camids[:, None]
+    same_pid = g_pids[None, :] == q_pids[:, None]
+    same_cam = g_camids[None, :] == q_camids[:, None]
     if mode == "general":
         return same_pid & ~same_cam, same_pid & same_cam
-    same_clothes = g_clothes[order] == q_clothes[:, None]
+    same_clothes = g_clothes[None, :] == q_clothes[:, None]
     if mode == "CC":
         return same_pid & ~same_cam & ~same_clothes, same_pid & (same_cam | same_clothes)
     return same_pid & ~same_cam & same_clothes, same_pid & (same_cam | ~same_clothes)
+
+
+def _good_ranks(dist: np.ndarray, good: np.ndarray, junk: np.ndarray) -> np.ndarray:
+    """1-based ranks of one query's good matches in the junk-free ranking, in rank order.
+
+    Sorting the whole gallery is only needed to break ties. Without a tie between a good match and
+    another kept item (or between two good matches), every sort orders the items alike, so a good
+    match's rank is the number of kept items with a smaller distance, plus one: found by binary
+    search of the few good distances, O(G log n_good) instead of O(G log G). With a tie, fall back
+    to np.argsort exactly as the official code ranks (its unstable sort decides the order).
+    """
+    thresholds = np.sort(dist[good])
+    others = dist[~(good | junk)]
+    slot = np.searchsorted(thresholds, others, side="left")
+    inside = slot < len(thresholds)
+    tied = bool((thresholds[1:] == thresholds[:-1]).any()) or bool(
+        (thresholds[slot[inside]] == others[inside]).any())
+    if not tied:
+        below = np.cumsum(np.bincount(slot, minlength=len(thresholds) + 1))[: len(thresholds)]
+        return below + np.arange(1, len(thresholds) + 1)
+    order = np.argsort(dist)
+    kept_rank = np.cumsum(~junk[order])
+    return kept_rank[good[order]]
 
 
 class _Accumulator:
@@ -46,25 +71,15 @@ class _Accumulator:
         self.num_queries = 0
 
     def add(self, dist_block: np.ndarray, q_pids, q_camids, q_clothes) -> None:
-        order = np.argsort(dist_block, axis=1)
-        good, junk = _masks(order, q_pids, q_camids, q_clothes, self.gallery, self.mode)
-        self.num_queries += len(order)
-        n_good = good.sum(1)
-        valid = n_good > 0
-        if not valid.any():
-            return
-        good, junk, n_good = good[valid], junk[valid], n_good[valid]
-        rows = np.arange(len(good))
-        # 1-based rank of every item in the ranking once junk is removed
-        kept_rank = np.cumsum(~junk, axis=1, dtype=np.int32)
-        good_count = np.cumsum(good, axis=1, dtype=np.int32)
-        precision_at_hits = np.where(good, good_count / np.maximum(kept_rank, 1), 0.0)
-        self.ap_sum += float((precision_at_hits.sum(1) / n_good).sum())
-        first_rank = kept_rank[rows, np.argmax(good, axis=1)] - 1
-        self.first_hit_hist += np.bincount(first_rank, minlength=len(self.first_hit_hist))
-        last_hit = good.shape[1] - 1 - np.argmax(good[:, ::-1], axis=1)
-        self.inp_sum += float((n_good / kept_rank[rows, last_hit]).sum())
-        self.num_valid += int(valid.sum())
+        good, junk = _masks(q_pids, q_camids, q_clothes, self.gallery, self.mode)
+        self.num_queries += len(good)
+        for r in np.flatnonzero(good.any(axis=1)):
+            ranks = _good_ranks(dist_block[r], good[r], junk[r])
+            n = len(ranks)
+            self.ap_sum += float(np.mean(np.arange(1, n + 1) / ranks))
+            self.first_hit_hist[ranks[0] - 1] += 1
+            self.inp_sum += n / float(ranks[-1])
+            self.num_valid += 1
 
     def result(self) -> dict:
         n = self.num_valid

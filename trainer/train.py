@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     a = ap.parse_args(argv)
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     try:
         cfg = load_method_config(a.method_config, a.scale, a.set)
         out = Path(a.out)

@@ -39,8 +39,18 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
         if [k for k in missing if not k.startswith("fc.")] or unexpected:
             raise ValueError(f"{path}: not a {name} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
         return
-    weights = torchvision.models.get_model_weights(name)[pretrained]
-    net.load_state_dict(weights.get_state_dict(progress=False))
+    try:
+        weights = torchvision.models.get_model_weights(name)[pretrained]
+    except KeyError:
+        raise ValueError(f"model.pretrained {pretrained!r}: not a torchvision weights name for {name}, "
+                         f"nor an existing file; use e.g. IMAGENET1K_V1, a path, or none") from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file():
+        # never download at run time: cluster nodes are often offline, and a silent fetch is not reproducible
+        raise FileNotFoundError(
+            f"ImageNet weights for {name} ({pretrained}) not found at {cached}. Download {weights.url} to that "
+            f"path (or to data/models/ and set model.pretrained to the file), or set model.pretrained: none")
+    net.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
 
 
 def build_backbone(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> tuple[nn.Module, int]:
