@@ -6,6 +6,7 @@ rule synthetic_dataset:
         directory("data/raw/{dataset}"),
     params:
         spec=lambda w: dataset_cfg(w.dataset)["synthetic"],
+        erase=lambda w: "--erase-clothes" if dataset_cfg(w.dataset)["synthetic"].get("erase_clothes") else "",
     log:
         "logs/{dataset}/synthetic.log",
     threads: 2
@@ -17,7 +18,7 @@ rule synthetic_dataset:
         "python -m pipeline.synthetic --out {output} --seed {params.spec[seed]} "
         "--train-ids {params.spec[train_ids]} --test-ids {params.spec[test_ids]} "
         "--val-ids {params.spec[val_ids]} --images-per-camera {params.spec[images_per_camera]} "
-        "--jobs {threads} > {log} 2>&1"
+        "{params.erase} --jobs {threads} > {log} 2>&1"
 
 
 rule lists:

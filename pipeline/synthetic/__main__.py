@@ -19,11 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outfit-pool", type=int, default=d.outfit_pool, help="0: (train+test ids)//3")
     ap.add_argument("--min-height", type=int, default=d.min_height)
     ap.add_argument("--max-height", type=int, default=d.max_height)
+    ap.add_argument("--erase-clothes", action="store_true",
+                    help="diagnostic: paint clothes flat grey so only identity traits remain")
     ap.add_argument("--jobs", type=int, default=1)
     a = ap.parse_args(argv)
     spec = SyntheticSpec(seed=a.seed, train_ids=a.train_ids, test_ids=a.test_ids, val_ids=a.val_ids,
                          images_per_camera=a.images_per_camera, outfit_pool=a.outfit_pool,
-                         min_height=a.min_height, max_height=a.max_height)
+                         min_height=a.min_height, max_height=a.max_height, erase_clothes=a.erase_clothes)
     try:
         gt = generate(spec, a.out, jobs=a.jobs)
     except (ValueError, FileExistsError) as e:

@@ -43,6 +43,9 @@ class SyntheticSpec:
     min_height: int = 160
     max_height: int = 240
     jpeg_quality: int = 92
+    # diagnostic variant: clothes pixels (top, bottom, shoes) painted one flat grey, so only identity
+    # traits remain; it measures how learnable clothes-changing retrieval is without the clothes shortcut
+    erase_clothes: bool = False
 
     def validate(self) -> None:
         for name in ("train_ids", "test_ids", "images_per_camera", "min_height"):
@@ -119,6 +122,9 @@ def _render(job: _Job):
     centre = w / 2 + rng.uniform(-0.1, 0.1) * w
     pose = sample_pose(rng)
     out = render_person(background((h, w), camera, rng), identity, outfits[outfit_index], pose, rng, centre, top, body)
+    if spec.erase_clothes:
+        clothes = np.isin(out.parts, [PART_LABELS["top"], PART_LABELS["bottom"], PART_LABELS["shoes"]])
+        out.image[clothes] = 128
     image = light(out.image, camera, rng)
     path = _STATE["out"] / job.relpath
     path.parent.mkdir(parents=True, exist_ok=True)
