@@ -68,6 +68,8 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
     start = load_checkpoint(checkpoint, method, cfg_hash) if checkpoint.is_file() else 0
     if start and D.rank() == 0:
         print(f"resuming from {checkpoint} at epoch {start}")
+    if start == 0 and history is not None and D.rank() == 0 and history.exists():
+        history.unlink()  # a fresh run (or a new config): the old history describes another run
     record: dict = {}
     for epoch in range(start, epochs):
         sampler.set_epoch(epoch)

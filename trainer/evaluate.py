@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             "device_train": state["device"],
             "device_eval": str(device),
             "world_size": state["world_size"],
-            "train_wall_seconds": round(state["train_seconds_this_run"], 1),
+            "train_epoch_seconds": round(state["train_epoch_seconds"], 1),  # all epochs, across resumed runs
             "eval_wall_seconds": round(time.time() - t0, 1),
             "manifest_sha256": pack.manifest_sha256,
         },

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -64,7 +63,6 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
         metrics, _ = evaluate_protocols(method.feature_net(), pack, lists, d["height"], d["width"], device)
         return {name: {k: round(m[k], 4) for k in ("mAP", "rank1")} for name, m in metrics.items()}
 
-    t0 = time.time()
     ckpt = out / "checkpoints" / h / "last.pt"
     fit(method, loader, sampler, cfg["epochs"], device, Precision(device, cfg["amp"]), ckpt, h,
         history=out / "history.jsonl", evaluate=periodic_eval if D.rank() == 0 else None, eval_every=cfg["eval_every"])
@@ -74,7 +72,9 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
         with atomic_path(model_path) as tmp:
             torch.save({"feature_net": feature_net.state_dict(), "config": cfg, "config_hash": h,
                         "dataset": meta["dataset"], "num_train_pids": int(p2c.shape[0]),
-                        "num_train_clothes": int(p2c.shape[1]), "train_seconds_this_run": time.time() - t0,
+                        "num_train_clothes": int(p2c.shape[1]),
+                        "train_epoch_seconds": sum(json.loads(line)["seconds"] for line in
+                                                   (out / "history.jsonl").read_text().splitlines()),
                         "git_commit": git_commit(Path(__file__).parent), "device": str(device),
                         "world_size": D.world_size()}, tmp)
     if D.is_distributed():
