@@ -3,7 +3,7 @@
     python benchmarks/bench_imagepack.py [--images 1000]
 
 Candidates, on synthetic person crops of varying size (as real Re-ID crops are):
-  files      the JPEG files on disk, cv2.imread              (the baseline: what scripts do today)
+  files      the JPEG files on disk, cv2.imread -> RGB       (the baseline: what scripts do today)
   encoded    original JPEG bytes as vlen uint8 + cv2.imdecode (what images.h5 stores)
   pixels     decoded uint8 pixels resized to 256×128, one dataset, no compression
   pixels-lzf the same with lzf compression
@@ -57,7 +57,8 @@ def main() -> None:
         pack = ImagePack(tmp / "encoded.h5")
         h_pix, h_lzf = h5py.File(tmp / "pixels.h5"), h5py.File(tmp / "pixels-lzf.h5")
         rows = [
-            ("files (cv2.imread)", size_files, lambda i: cv2.imread(str(tmp / "raw" / files[i]))),
+            ("files (cv2.imread)", size_files,
+             lambda i: cv2.cvtColor(cv2.imread(str(tmp / "raw" / files[i])), cv2.COLOR_BGR2RGB)),
             ("encoded (images.h5)", (tmp / "encoded.h5").stat().st_size, pack.image),
             ("pixels 256x128", (tmp / "pixels.h5").stat().st_size, lambda i: h_pix["x"][i]),
             ("pixels 256x128 lzf", (tmp / "pixels-lzf.h5").stat().st_size, lambda i: h_lzf["x"][i]),

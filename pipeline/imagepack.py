@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ class ImagePack:
             self.paths = [p.decode() if isinstance(p, bytes) else p for p in f["path"][:]]
             self.manifest_sha256 = str(f.attrs["manifest_sha256"])
         self.index = {p: i for i, p in enumerate(self.paths)}
-        self._file: h5py.File | None = None
+        self._encoded: h5py.Dataset | None = None
         self._pid: int | None = None
 
     def __len__(self) -> int:
@@ -82,16 +83,15 @@ class ImagePack:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_file"] = None
+        state["_encoded"] = None
         return state
 
-    def _handle(self) -> h5py.File:
-        import os
-
-        if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
+    def _dataset(self) -> h5py.Dataset:
+        # one handle per process, kept open: reopening costs ~10x per read (dependencies.md)
+        if self._encoded is None or self._pid != os.getpid():
+            self._encoded = h5py.File(self.path, "r")["encoded"]
             self._pid = os.getpid()
-        return self._file
+        return self._encoded
 
     def indices(self, paths: list[str]) -> np.ndarray:
         missing = [p for p in paths if p not in self.index]
@@ -100,7 +100,7 @@ class ImagePack:
         return np.array([self.index[p] for p in paths], np.int64)
 
     def encoded(self, i: int) -> np.ndarray:
-        return self._handle()["encoded"][i]
+        return self._dataset()[i]
 
     def image(self, i: int) -> np.ndarray:
         return decode(self.encoded(i), f"{self.path}[{i}] {self.paths[i]}")
