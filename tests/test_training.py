@@ -62,6 +62,11 @@ def test_evaluate_cli_writes_metrics_with_provenance(tmp_path, tiny_dataset):
     prov = report["provenance"]
     assert prov["seed"] == 1 and prov["device_eval"] == "cpu" and len(prov["config_hash"]) == 12
     assert (tmp_path / "features.h5").is_file()
+    from trainer.report import table
+
+    lines = table([str(out)]).splitlines()
+    assert len(lines) == 3 and lines[1].split()[:3] == ["tiny", "baseline", "SC"]
+    assert float(lines[2].split()[3]) == pytest.approx(100 * report["protocols"]["CC"]["mAP"], abs=0.05)
 
 
 def test_config_errors_name_the_key():

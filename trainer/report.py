@@ -6,12 +6,15 @@ import sys
 
 
 def table(paths: list[str]) -> str:
-    rows = ["dataset     method     protocol   mAP    R1     R5     R10    R20   queries"]
+    reports = []
     for path in paths:
         with open(path) as fh:
-            report = json.load(fh)
+            reports.append(json.load(fh))
+    w = max([len("dataset")] + [len(r["dataset"]) for r in reports])
+    rows = [f"{'dataset':<{w}} method     protocol   mAP    R1     R5     R10    R20   queries"]
+    for report in reports:
         for name, m in report["protocols"].items():
-            rows.append(f"{report['dataset']:<11} {report['method']:<10} {name:<8} "
+            rows.append(f"{report['dataset']:<{w}} {report['method']:<10} {name:<8} "
                         + " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10", "rank20"))
                         + f"  {m['num_valid_queries']:>6}")
     return "\n".join(rows)
