@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .datasets import REGISTRY, DatasetLayoutError, load
+from .cli import reports_user_errors
+from .datasets import REGISTRY, load
 from .listfile import write_lists
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.lists", description=__doc__)
     ap.add_argument("--format", required=True, choices=sorted(REGISTRY))
@@ -18,11 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="directory for <split>.txt and protocol.json")
     ap.add_argument("--name", default=None, help="dataset name recorded in protocol.json (default: the format)")
     a = ap.parse_args(argv)
-    try:
-        data = load(a.format, a.root)
-    except DatasetLayoutError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    data = load(a.format, a.root)
     meta = write_lists(data, a.out, a.name or a.format, a.root)
     print(f"{'split':<12} {'ids':>6} {'images':>8} {'clothes':>8} {'cameras':>8}")
     for name, s in meta["splits"].items():

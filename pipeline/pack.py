@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli import reports_user_errors
 from .imagepack import write_pack
 from .listfile import read_protocol, read_split
 
@@ -20,19 +21,16 @@ def listed_paths(lists_dir: str) -> list[str]:
     return list(seen)
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.pack", description=__doc__)
     ap.add_argument("--lists", required=True)
     ap.add_argument("--root", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    try:
-        meta = read_protocol(a.lists)
-        paths = listed_paths(a.lists)
-        digest = write_pack(paths, a.root, a.out, meta["dataset"])
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    meta = read_protocol(a.lists)
+    paths = listed_paths(a.lists)
+    digest = write_pack(paths, a.root, a.out, meta["dataset"])
     print(f"packed {len(paths)} images into {a.out} (manifest sha256 {digest[:16]}…)")
     return 0
 

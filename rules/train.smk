@@ -20,8 +20,6 @@ rule train:
     benchmark:
         "results/{dataset}/{method}/train.benchmark.tsv"
     threads: 2
-    resources:
-        gpu=1,
     conda:
         "../envs/ccreid.yaml"
     shell:

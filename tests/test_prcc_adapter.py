@@ -114,3 +114,9 @@ def test_write_lists_is_complete_before_protocol_exists(tmp_path):
     meta = write_lists(load("prcc", root), tmp_path / "l", "d", root)
     for split in meta["splits"]:
         assert (tmp_path / "l" / f"{split}.txt").is_file()
+
+
+def test_cli_reports_a_bad_root_in_one_line(tmp_path, capsys):
+    assert lists_main(["--format", "prcc", "--root", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing" in err and "Traceback" not in err

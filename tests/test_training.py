@@ -124,3 +124,11 @@ def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset):
     # ranks saw different batches; DDP (model) and the hand all-reduce (clothes classifier) keep them equal
     np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-6)
     assert (tmp_path / "model.pt").is_file()
+
+
+def test_train_cli_names_a_bad_override(tmp_path, tiny_dataset, capsys):
+    from trainer.train import main
+
+    code = main(["--method-config", str(REPO / "config/methods/cal.yaml"), "--scale", "tiny", "--set", "optim.lrr=1",
+                 "--lists", str(tiny_dataset["lists"]), "--images", str(tiny_dataset["images"]), "--out", str(tmp_path)])
+    assert code == 2 and "unknown key 'lrr'" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import h5py
 import torch
 
 from pipeline.atomic import atomic_path, write_text
+from pipeline.cli import reports_user_errors
 from pipeline.imagepack import ImagePack
 
 from .features import evaluate_protocols
@@ -32,6 +33,7 @@ def load_feature_net(path: str | Path, device: torch.device) -> tuple[FeatureNet
     return net.to(device).eval(), state
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,16 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     t0 = time.time()
-    try:
-        device = pick_device(a.device)
-        net, state = load_feature_net(a.model, device)
-        cfg = state["config"]
-        pack = ImagePack(a.images)
-        metrics, extra = evaluate_protocols(net, pack, a.lists, cfg["data"]["height"], cfg["data"]["width"], device,
-                                            a.batch_size)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    device = pick_device(a.device)
+    net, state = load_feature_net(a.model, device)
+    cfg = state["config"]
+    pack = ImagePack(a.images)
+    metrics, extra = evaluate_protocols(net, pack, a.lists, cfg["data"]["height"], cfg["data"]["width"], device,
+                                        a.batch_size)
     features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
     with atomic_path(features_path) as tmp, h5py.File(tmp, "w") as f:
         for split, feats in extra["features"].items():

@@ -17,12 +17,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.atomic import atomic_path
+from pipeline.cli import reports_user_errors
 from pipeline.datasets.base import pid2clothes
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol, read_split
 
 from . import distributed as D
-from .config import ConfigError, config_hash, load_method_config
+from .config import config_hash, load_method_config
 from .data import PackedImages
 from .engine import fit
 from .features import evaluate_protocols
@@ -83,6 +84,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     return model_path
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,16 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    try:
-        cfg = load_method_config(a.method_config, a.scale, a.set)
-        out = Path(a.out)
-        if os.environ.get("RANK", "0") == "0":
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-        path = train(cfg, a.lists, a.images, out, a.device)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_method_config(a.method_config, a.scale, a.set)
+    out = Path(a.out)
+    if os.environ.get("RANK", "0") == "0":
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
+    path = train(cfg, a.lists, a.images, out, a.device)
     print(f"wrote {path}")
     return 0
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import reports_user_errors
 from .dataset import SyntheticSpec, generate
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     d = SyntheticSpec()
     ap = argparse.ArgumentParser(prog="python -m pipeline.synthetic", description=__doc__)
@@ -26,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = SyntheticSpec(seed=a.seed, train_ids=a.train_ids, test_ids=a.test_ids, val_ids=a.val_ids,
                          images_per_camera=a.images_per_camera, outfit_pool=a.outfit_pool,
                          min_height=a.min_height, max_height=a.max_height, erase_clothes=a.erase_clothes)
-    try:
-        gt = generate(spec, a.out, jobs=a.jobs)
-    except (ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    gt = generate(spec, a.out, jobs=a.jobs)
     print(f"wrote {a.out} (ground truth: {gt})")
     return 0
 
