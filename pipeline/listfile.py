@@ -55,7 +55,8 @@ def read_protocol(lists_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; run `python -m pipeline.lists` for this dataset first")
     meta = json.loads(path.read_text())
-    meta["protocols"] = [Protocol(**p) for p in meta["protocols"]]
+    meta["protocols"] = [Protocol(**{**p, "cameras": tuple(p["cameras"]) if p.get("cameras") is not None else None})
+                         for p in meta["protocols"]]
     return meta
 
 

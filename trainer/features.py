@@ -32,6 +32,10 @@ def extract(net: torch.nn.Module, dataset, device: torch.device, batch_size: int
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
+def _camera_subset(camids: np.ndarray, cameras) -> np.ndarray:
+    return np.ones(len(camids), bool) if cameras is None else np.isin(camids, list(cameras))
+
+
 def evaluate_protocols(net, pack: ImagePack, lists_dir: str, height: int, width: int, device: torch.device,
                        batch_size: int = 64, workers: int = 0) -> tuple[dict, dict]:
     """Features for every split a protocol uses (each once), then every protocol's metrics."""
@@ -43,7 +47,8 @@ def evaluate_protocols(net, pack: ImagePack, lists_dir: str, height: int, width:
     metrics = {}
     for p in meta["protocols"]:
         q, g = data[p.query], data[p.gallery]
-        result = evaluate_features(feats[p.query], feats[p.gallery], q.pids, g.pids, q.camids, g.camids,
-                                   q.clothes, g.clothes, mode=p.mode)
+        qs, gs = _camera_subset(q.camids, p.cameras), _camera_subset(g.camids, p.cameras)
+        result = evaluate_features(feats[p.query][qs], feats[p.gallery][gs], q.pids[qs], g.pids[gs], q.camids[qs],
+                                   g.camids[gs], q.clothes[qs], g.clothes[gs], mode=p.mode)
         metrics[p.name] = {"query": p.query, "gallery": p.gallery, "mode": p.mode, **summarise(result)}
     return metrics, {"features": feats, "datasets": data}

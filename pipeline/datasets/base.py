@@ -30,9 +30,13 @@ class Protocol:
     query: str
     gallery: str
     mode: str = "general"  # general | CC | SC (reference.md §2.1)
+    cameras: tuple[int, ...] | None = None  # keep only these camids in query and gallery (VC-Clothes sc/cc)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "query": self.query, "gallery": self.gallery, "mode": self.mode}
+        out = {"name": self.name, "query": self.query, "gallery": self.gallery, "mode": self.mode}
+        if self.cameras is not None:
+            out["cameras"] = list(self.cameras)
+        return out
 
 
 @dataclass
@@ -55,7 +59,12 @@ class DatasetSplits:
         return {name: summarise(samples) for name, samples in self.splits.items()}
 
 
+NO_CLOTHES = -1  # clothes_id of datasets that have no clothes labels (never invented)
+
+
 def pid2clothes(train: list[Sample]) -> np.ndarray:
+    if any(s.clothes_id == NO_CLOTHES for s in train):
+        raise ValueError("this dataset has no clothes labels (clothes_id -1): clothes-based methods cannot train on it")
     num_pids = max((s.pid for s in train), default=-1) + 1
     num_clothes = max((s.clothes_id for s in train), default=-1) + 1
     matrix = np.zeros((num_pids, num_clothes), np.float32)
@@ -76,6 +85,22 @@ def summarise(samples: list[Sample]) -> dict[str, int]:
 def image_files(directory: Path) -> list[Path]:
     """Image files directly in `directory`, sorted by name so list files are reproducible."""
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def relabel(keys) -> dict:
+    """Sorted keys -> 0..N-1, the relabelling every Simple-CCReID loader applies."""
+    return {k: i for i, k in enumerate(sorted(set(keys)))}
+
+
+def parse_names(files: list[Path], pattern, root: Path, what: str) -> list[tuple[Path, tuple[str, ...]]]:
+    """Apply `pattern` to each file's name (never the full path: reference.md's LTCC pitfall)."""
+    out = []
+    for f in files:
+        m = pattern.search(f.name)
+        if m is None:
+            raise DatasetLayoutError(f"{f}: file name does not match {what} pattern {pattern.pattern!r}")
+        out.append((f, m.groups()))
+    return out
 
 
 def require_dir(path: Path, what: str) -> Path:

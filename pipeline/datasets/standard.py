@@ -1,0 +1,80 @@
+"""Standard Re-ID datasets without clothes labels (torchreid's loaders, reference.md §1.8).
+
+They carry clothes_id -1 (NO_CLOTHES) and has_clothes false: clothes labels are never invented.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .base import (NO_CLOTHES, DatasetLayoutError, DatasetSplits, Protocol, Sample, image_files, parse_names,
+                   register, relabel, require_dir)
+
+DUKE_MARKET = re.compile(r"([-\d]+)_c(\d)")
+GENERAL = [Protocol("general", "query", "gallery", "general")]
+
+
+def _market_style(base: Path, root: Path, fmt: str) -> DatasetSplits:
+    def read(folder: str, train: bool) -> list[Sample]:
+        directory = require_dir(base / folder, f"the {folder}/ folder")
+        files = [f for f in image_files(directory) if f.suffix == ".jpg"]
+        if not files:
+            raise DatasetLayoutError(f"{directory}: no *.jpg images")
+        entries = [(f, int(pid), int(cam) - 1) for f, (pid, cam) in parse_names(files, DUKE_MARKET, directory, fmt)]
+        entries = [e for e in entries if e[1] != -1]  # junk detections; pid 0 (distractors) stays
+        pid_map = relabel(e[1] for e in entries) if train else None
+        return [Sample(f.relative_to(root).as_posix(), pid_map[p] if train else p, c, NO_CLOTHES) for f, p, c in entries]
+
+    splits = {"train": read("bounding_box_train", True), "query": read("query", False),
+              "gallery": read("bounding_box_test", False)}
+    return DatasetSplits(fmt, splits, GENERAL, has_clothes=False)
+
+
+@register("market1501", layout="market1501/Market-1501-v15.09.15")
+def load_market(root: Path) -> DatasetSplits:
+    return _market_style(root / "market1501" / "Market-1501-v15.09.15", root, "market1501")
+
+
+@register("dukemtmcreid", layout="dukemtmc-reid/DukeMTMC-reID")
+def load_duke(root: Path) -> DatasetSplits:
+    return _market_style(root / "dukemtmc-reid" / "DukeMTMC-reID", root, "dukemtmcreid")
+
+
+def _msmt(root: Path, version: str, train_dir: str, test_dir: str, fmt: str) -> DatasetSplits:
+    base = require_dir(root / "msmt17" / version, f"MSMT17's layout <ROOT>/msmt17/{version}")
+
+    def read(list_name: str, folder: str) -> list[Sample]:
+        list_file = base / list_name
+        if not list_file.is_file():
+            raise DatasetLayoutError(f"{list_file}: MSMT17 list file missing")
+        out = []
+        for n, line in enumerate(list_file.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rel, pid = line.split()
+                camid = int(Path(rel).name.split("_")[2]) - 1
+            except (ValueError, IndexError):
+                raise DatasetLayoutError(f"{list_file}:{n}: expected '<relpath> <pid>' with a <pid>_<idx>_<cam>_... "
+                                         f"file name, got {line!r}") from None
+            out.append(Sample(f"msmt17/{version}/{folder}/{rel}", int(pid), camid, NO_CLOTHES))
+        if not out:
+            raise DatasetLayoutError(f"{list_file}: empty")
+        return out
+
+    require_dir(base / train_dir, f"the {train_dir}/ folder")
+    require_dir(base / test_dir, f"the {test_dir}/ folder")
+    # pids are already 0-based in the lists and are not relabelled; val stays out of training (torchreid)
+    splits = {"train": read("list_train.txt", train_dir), "val": read("list_val.txt", train_dir),
+              "query": read("list_query.txt", test_dir), "gallery": read("list_gallery.txt", test_dir)}
+    return DatasetSplits(fmt, splits, GENERAL, has_clothes=False)
+
+
+@register("msmt17", layout="msmt17/MSMT17_V1")
+def load_msmt17(root: Path) -> DatasetSplits:
+    return _msmt(root, "MSMT17_V1", "train", "test", "msmt17")
+
+
+@register("msmt17v2", layout="msmt17/MSMT17_V2")
+def load_msmt17v2(root: Path) -> DatasetSplits:
+    return _msmt(root, "MSMT17_V2", "mask_train_v2", "mask_test_v2", "msmt17v2")

@@ -1,0 +1,131 @@
+"""Fake trees in each dataset's real naming scheme; expected labels read off reference.md §1 independently."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.datasets import NO_CLOTHES, REGISTRY, DatasetLayoutError, load, pid2clothes
+
+from .conftest import REPO
+
+
+def touch(directory: Path, names):
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (directory / n).touch()
+
+
+def labels(samples):
+    return {Path(s.path).name: (s.pid, s.camid, s.clothes_id) for s in samples}
+
+
+def test_ltcc_labels_and_the_full_path_pitfall(tmp_path):
+    # a parent folder whose name would fool a regex applied to the full path
+    root = tmp_path / "data_cc"
+    base = root / "LTCC_ReID"
+    touch(base / "train", ["010_2_c3_000001.png", "010_1_c1_000002.png", "004_1_c12_000003.png"])
+    touch(base / "query", ["100_3_c2_000004.png"])
+    touch(base / "test", ["100_1_c5_000005.png", "100_3_c7_000006.png", "055_1_c1_000007.png"])
+    data = load("ltcc", root)
+    # train pids 4->0, 10->1; clothes keys sorted: '004_1'->0, '010_1'->1, '010_2'->2; camid = c - 1
+    assert labels(data.train) == {"010_2_c3_000001.png": (1, 2, 2), "010_1_c1_000002.png": (1, 0, 1),
+                                  "004_1_c12_000003.png": (0, 11, 0)}
+    # test: raw pids; clothes over query ∪ gallery: '055_1'->0, '100_1'->1, '100_3'->2
+    assert labels(data.splits["query"]) == {"100_3_c2_000004.png": (100, 1, 2)}
+    assert labels(data.splits["gallery"]) == {"100_1_c5_000005.png": (100, 4, 1), "100_3_c7_000006.png": (100, 6, 2),
+                                              "055_1_c1_000007.png": (55, 0, 0)}
+    assert {p.name: p.mode for p in data.protocols} == {"general": "general", "CC": "CC", "SC": "SC"}
+
+
+def test_vcclothes_labels_and_camera_subset_protocols(tmp_path):
+    base = tmp_path / "VC-Clothes"
+    touch(base / "train", ["0002-01-03-01.jpg", "0002-04-01-02.jpg", "0001-02-01-01.jpg"])
+    touch(base / "query", ["0301-03-02-01.jpg"])
+    touch(base / "gallery", ["0301-04-01-01.jpg", "0300-02-02-01.jpg"])
+    data = load("vcclothes", tmp_path)
+    # clothes key = pid string + clothes string: '000101'->0, '000201'->1, '000203'->2
+    assert labels(data.train) == {"0002-01-03-01.jpg": (1, 0, 2), "0002-04-01-02.jpg": (1, 3, 1),
+                                  "0001-02-01-01.jpg": (0, 1, 0)}
+    # test clothes over query ∪ gallery: '030002'->0, '030101'->1, '030102'->2
+    assert labels(data.splits["query"]) == {"0301-03-02-01.jpg": (301, 2, 2)}
+    assert labels(data.splits["gallery"]) == {"0301-04-01-01.jpg": (301, 3, 1), "0300-02-02-01.jpg": (300, 1, 0)}
+    subsets = {p.name: p.cameras for p in data.protocols}
+    assert subsets["sc_cams23"] == (1, 2) and subsets["cc_cams34"] == (2, 3) and subsets["general"] is None
+
+
+def test_market_drops_junk_keeps_distractors_and_has_no_clothes(tmp_path):
+    base = tmp_path / "market1501" / "Market-1501-v15.09.15"
+    touch(base / "bounding_box_train", ["0007_c2s1_000151_01.jpg", "0002_c1s1_000451_03.jpg"])
+    touch(base / "query", ["0001_c1s1_001051_00.jpg"])
+    touch(base / "bounding_box_test", ["-1_c1s1_000401_03.jpg", "0000_c6s1_000001_01.jpg", "0001_c3s1_000101_01.jpg",
+                                        "Thumbs.db"])
+    data = load("market1501", tmp_path)
+    assert labels(data.train) == {"0007_c2s1_000151_01.jpg": (1, 1, NO_CLOTHES), "0002_c1s1_000451_03.jpg": (0, 0, NO_CLOTHES)}
+    assert labels(data.splits["gallery"]) == {"0000_c6s1_000001_01.jpg": (0, 5, NO_CLOTHES),
+                                              "0001_c3s1_000101_01.jpg": (1, 2, NO_CLOTHES)}
+    assert not data.has_clothes
+    with pytest.raises(ValueError, match="no clothes labels"):
+        pid2clothes(data.train)
+
+
+def test_duke_layout(tmp_path):
+    base = tmp_path / "dukemtmc-reid" / "DukeMTMC-reID"
+    touch(base / "bounding_box_train", ["0005_c2_f0046985.jpg"])
+    touch(base / "query", ["0005_c1_f0046985.jpg"])
+    touch(base / "bounding_box_test", ["0005_c8_f0046985.jpg"])
+    data = load("dukemtmcreid", tmp_path)
+    assert labels(data.splits["gallery"]) == {"0005_c8_f0046985.jpg": (5, 7, NO_CLOTHES)}
+
+
+@pytest.mark.parametrize("fmt, version, train_dir, test_dir", [("msmt17", "MSMT17_V1", "train", "test"),
+                                                               ("msmt17v2", "MSMT17_V2", "mask_train_v2", "mask_test_v2")])
+def test_msmt17_lists(tmp_path, fmt, version, train_dir, test_dir):
+    base = tmp_path / "msmt17" / version
+    (base / train_dir).mkdir(parents=True)
+    (base / test_dir).mkdir(parents=True)
+    (base / "list_train.txt").write_text("0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_004_15_0303noon_0100_1.jpg 1\n")
+    (base / "list_val.txt").write_text("0000/0000_001_02_0303morning_0016_0.jpg 0\n")
+    (base / "list_query.txt").write_text("0000/0000_000_05_0303morning_0015_0.jpg 0\n")
+    (base / "list_gallery.txt").write_text("0000/0000_003_07_0303morning_0015_0.jpg 0\n")
+    data = load(fmt, tmp_path)
+    assert [(s.path, s.pid, s.camid) for s in data.train] == [
+        (f"msmt17/{version}/{train_dir}/0000/0000_000_01_0303morning_0015_0.jpg", 0, 0),
+        (f"msmt17/{version}/{train_dir}/0001/0001_004_15_0303noon_0100_1.jpg", 1, 14)]
+    assert data.splits["query"][0].camid == 4 and data.splits["gallery"][0].path.startswith(f"msmt17/{version}/{test_dir}/")
+    (base / "list_query.txt").write_text("broken-line\n")
+    with pytest.raises(DatasetLayoutError, match="list_query.txt:1"):
+        load(fmt, tmp_path)
+
+
+def test_unparseable_file_name_is_named(tmp_path):
+    base = tmp_path / "LTCC_ReID"
+    touch(base / "train", ["not-a-name.png"])
+    touch(base / "query", ["100_3_c2_000004.png"])
+    touch(base / "test", ["100_1_c5_000005.png"])
+    with pytest.raises(DatasetLayoutError, match="not-a-name.png"):
+        load("ltcc", tmp_path)
+
+
+def test_schema_lists_exactly_the_registered_formats():
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    enum = schema["properties"]["datasets"]["additionalProperties"]["properties"]["format"]["enum"]
+    assert sorted(enum) == sorted(REGISTRY)
+
+
+def test_camera_subset_protocol_evaluates_only_those_cameras(tmp_path):
+    from trainer.features import _camera_subset
+
+    np.testing.assert_array_equal(_camera_subset(np.array([0, 1, 2, 3, 2]), (1, 2)), [False, True, True, False, True])
+
+
+def test_camera_subsets_survive_protocol_json(tmp_path):
+    from pipeline.listfile import read_protocol, write_lists
+
+    base = tmp_path / "VC-Clothes"
+    touch(base / "train", ["0001-02-01-01.jpg"])
+    touch(base / "query", ["0301-03-02-01.jpg"])
+    touch(base / "gallery", ["0301-04-01-01.jpg"])
+    write_lists(load("vcclothes", tmp_path), tmp_path / "lists", "vc", tmp_path)
+    protocols = {p.name: p for p in read_protocol(tmp_path / "lists")["protocols"]}
+    assert protocols["cc_cams34"].cameras == (2, 3) and protocols["general"].cameras is None
