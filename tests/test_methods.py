@@ -132,3 +132,10 @@ def test_pretrained_state_dict_file_loads(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "r18.pth")  # the official file's key names and shapes
     trunk, _ = build_backbone("resnet18", str(tmp_path / "r18.pth"))
     assert torch.equal(trunk[0].weight, ref.conv1.weight)
+
+
+def test_cal_refuses_a_dataset_without_clothes_labels():
+    with pytest.raises(ValueError, match="CAL needs clothes labels"):
+        build_method(tiny_cal(), 3, None, CPU)
+    cfg = load_method_config(REPO / "config/methods/baseline.yaml", "tiny")
+    assert build_method(cfg, 3, None, CPU).feature_net() is not None  # the baseline needs none

@@ -67,10 +67,17 @@ def test_dry_run_resolves_the_whole_chain(workflow):
     assert jobs_planned(proc) == {"synthetic_dataset": 1, "lists": 1, "pack": 1, "train": 1, "evaluate": 1}
 
 
-def test_real_dataset_targets_resolve_from_the_default_config():
-    proc = snakemake(REPO, "-n", "results/prcc/cal/metrics.json", check=False)
-    # data/raw/prcc/rgb is absent here: the plan must name it as the missing input
-    assert "data/raw/prcc/rgb" in proc.stdout + proc.stderr
+REAL = {d: c for d, c in yaml.safe_load((REPO / "config/config.yaml").read_text())["datasets"].items()
+        if "synthetic" not in c}
+
+
+@pytest.mark.parametrize("dataset", sorted(REAL))
+def test_real_dataset_targets_resolve_from_the_default_config(dataset):
+    from pipeline.datasets import LAYOUT_DIRS
+
+    proc = snakemake(REPO, "-n", f"results/{dataset}/baseline/metrics.json", check=False)
+    # the raw data is absent here: the plan must name the dataset's layout folder as the missing input
+    assert f"{REAL[dataset]['root']}/{LAYOUT_DIRS[REAL[dataset]['format']]}" in proc.stdout + proc.stderr
 
 
 def test_schema_errors_name_the_bad_key(workflow):

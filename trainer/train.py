@@ -46,7 +46,8 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     out.mkdir(parents=True, exist_ok=True)
     meta = read_protocol(lists)
     train_samples = read_split(lists, "train")
-    p2c = pid2clothes(train_samples)
+    num_pids = 1 + max(s.pid for s in train_samples)
+    p2c = pid2clothes(train_samples) if meta["has_clothes"] else None
     d = cfg["data"]
     pack = ImagePack(images)
     aug = d["augment"]
@@ -56,7 +57,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
                         drop_last=True, pin_memory=device.type == "cuda", persistent_workers=d["workers"] > 0)
     if len(loader) == 0:
         raise ValueError(f"{lists}/train.txt: {len(dataset)} images give no full batch of {d['batch_size']}")
-    method = build_method(cfg, p2c.shape[0], p2c, device)
+    method = build_method(cfg, num_pids, p2c, device)
     if D.is_distributed():
         method.wrap_distributed(device)
 
@@ -72,8 +73,8 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
         feature_net = method.feature_net()
         with atomic_path(model_path) as tmp:
             torch.save({"feature_net": feature_net.state_dict(), "config": cfg, "config_hash": h,
-                        "dataset": meta["dataset"], "num_train_pids": int(p2c.shape[0]),
-                        "num_train_clothes": int(p2c.shape[1]),
+                        "dataset": meta["dataset"], "num_train_pids": num_pids,
+                        "num_train_clothes": 0 if p2c is None else int(p2c.shape[1]),
                         "train_epoch_seconds": sum(json.loads(line)["seconds"] for line in
                                                    (out / "history.jsonl").read_text().splitlines()),
                         "git_commit": git_commit(Path(__file__).parent), "device": str(device),

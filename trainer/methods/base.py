@@ -22,7 +22,7 @@ def register(name: str):
     return wrap
 
 
-def build_method(cfg: dict, num_pids: int, pid2clothes: np.ndarray, device: torch.device) -> "Method":
+def build_method(cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device) -> "Method":
     name = cfg["method"]
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")

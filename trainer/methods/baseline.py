@@ -26,7 +26,7 @@ def adam(params, optim: dict) -> torch.optim.Adam:
 
 @register("baseline")
 class Baseline(Method):
-    def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray, device: torch.device):
+    def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device):
         m = cfg["model"]
         self.model = ReIDModel(FeatureNet(m["backbone"], m["pretrained"], m["last_stride"], m["pooling"]), num_pids).to(device)
         self.net: nn.Module = self.model  # DDP-wrapped view used for training

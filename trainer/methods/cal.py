@@ -15,6 +15,8 @@ from .baseline import Baseline, adam
 @register("cal")
 class CAL(Baseline):
     def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray, device: torch.device):
+        if pid2clothes is None:
+            raise ValueError("CAL needs clothes labels, and this dataset has none (protocol.json: has_clothes false)")
         super().__init__(cfg, num_pids, pid2clothes, device)
         if pid2clothes.shape[0] != num_pids:
             raise ValueError(f"pid2clothes has {pid2clothes.shape[0]} rows but there are {num_pids} training identities")
