@@ -108,3 +108,30 @@ def test_summary_reports_ranks_and_counts():
     s = summarise(r)
     assert s["rank1"] == pytest.approx(0.1) and s["rank20"] == pytest.approx(r["cmc"][19])
     assert s["num_valid_queries"] == 7
+
+
+def test_single_shot_galleries_pick_one_image_per_identity_reproducibly():
+    import random
+
+    from trainer.evaluation import single_shot_galleries
+
+    g_pids = np.array([5, 5, 9, 5, 9, 2])
+    trials = single_shot_galleries(g_pids, 10, seed=3)
+    assert len(trials) == 10
+    for t in trials:
+        assert sorted(g_pids[t].tolist()) == [2, 5, 9]
+    # the draw Simple-CCReID makes: random.seed(3), identities in first-appearance order, random.choice each
+    random.seed(3)
+    expected = [random.choice([0, 1, 3]), random.choice([2, 4]), random.choice([5])]
+    assert trials[0].tolist() == expected
+    assert any(not np.array_equal(trials[0], t) for t in trials[1:])
+
+
+def test_averaging_trials():
+    from trainer.evaluation import average_results
+
+    a = {"mAP": 0.2, "cmc": np.array([0.0, 1.0]), "mINP": 0.1, "num_valid": 3, "num_queries": 4}
+    b = {"mAP": 0.4, "cmc": np.array([1.0, 1.0]), "mINP": 0.3, "num_valid": 3, "num_queries": 4}
+    r = average_results([a, b])
+    assert r["mAP"] == pytest.approx(0.3) and r["cmc"].tolist() == [0.5, 1.0] and r["trials"] == 2
+    assert summarise(r)["trials"] == 2

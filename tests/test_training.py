@@ -55,7 +55,8 @@ def test_evaluate_cli_writes_metrics_with_provenance(tmp_path, tiny_dataset):
     assert evaluate_main(["--model", str(model), "--lists", str(tiny_dataset["lists"]), "--images",
                           str(tiny_dataset["images"]), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report["protocols"]) == {"SC", "CC"}
+    assert set(report["protocols"]) == {"SC", "CC", "SC_single_shot", "CC_single_shot"}
+    assert report["protocols"]["CC_single_shot"]["trials"] == 10
     for m in report["protocols"].values():
         assert 0 <= m["mAP"] <= 1 and m["rank1"] <= m["rank5"] <= m["rank10"] <= m["rank20"]
         assert m["num_valid_queries"] > 0
@@ -65,7 +66,7 @@ def test_evaluate_cli_writes_metrics_with_provenance(tmp_path, tiny_dataset):
     from trainer.report import table
 
     lines = table([str(out)]).splitlines()
-    assert len(lines) == 3 and lines[1].split()[:3] == ["tiny", "baseline", "SC"]
+    assert len(lines) == 5 and lines[1].split()[:3] == ["tiny", "baseline", "SC"]
     assert float(lines[2].split()[3]) == pytest.approx(100 * report["protocols"]["CC"]["mAP"], abs=0.05)
 
 

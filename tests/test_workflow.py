@@ -94,7 +94,7 @@ def test_schema_errors_name_the_bad_key(workflow):
 def test_tiny_end_to_end_then_only_changed_steps_rerun(workflow):
     snakemake(workflow, "--cores", "2", "results/tiny/cal/metrics.json", "--configfile", "tiny.yaml")
     report = json.loads((workflow / "results/tiny/cal/metrics.json").read_text())
-    assert set(report["protocols"]) == {"SC", "CC"}
+    assert {"SC", "CC", "SC_single_shot", "CC_single_shot"} == set(report["protocols"])
     assert report["protocols"]["CC"]["num_valid_queries"] > 0
     for log in ("synthetic.log", "lists.log", "pack.log", "cal/train.log", "cal/evaluate.log"):
         assert (workflow / "logs/tiny" / log).is_file(), log

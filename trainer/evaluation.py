@@ -146,6 +146,25 @@ def evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, q_clothes=None
     return _run(cosine_distance_blocks(qf, gf, step), query, gallery, mode)
 
 
+def single_shot_galleries(g_pids, trials: int, seed: int) -> list[np.ndarray]:
+    """Gallery index sets with one random image per identity, drawn as Simple-CCReID's PRCC loader does:
+    Python's `random` seeded once, identities in order of first appearance, `random.choice` per identity."""
+    import random
+
+    by_pid: dict[int, list[int]] = {}
+    for i, pid in enumerate(np.asarray(g_pids).tolist()):
+        by_pid.setdefault(pid, []).append(i)
+    rng = random.Random(seed)
+    return [np.array([rng.choice(idx) for idx in by_pid.values()]) for _ in range(trials)]
+
+
+def average_results(results: list[dict]) -> dict:
+    """Mean of several evaluations of one protocol (single-shot trials)."""
+    return {"mAP": float(np.mean([r["mAP"] for r in results])), "cmc": np.mean([r["cmc"] for r in results], axis=0),
+            "mINP": float(np.mean([r["mINP"] for r in results])), "num_valid": results[0]["num_valid"],
+            "num_queries": results[0]["num_queries"], "trials": len(results)}
+
+
 def summarise(result: dict, ranks=(1, 5, 10, 20)) -> dict:
     """The numbers metrics.json records for one protocol."""
     cmc = result["cmc"]
@@ -155,4 +174,6 @@ def summarise(result: dict, ranks=(1, 5, 10, 20)) -> dict:
     out["mINP"] = float(result["mINP"])
     out["num_valid_queries"] = int(result["num_valid"])
     out["num_queries"] = int(result["num_queries"])
+    if "trials" in result and result["trials"] > 1:
+        out["trials"] = int(result["trials"])
     return out

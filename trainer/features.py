@@ -11,7 +11,7 @@ from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol, read_split
 
 from .data import PackedImages
-from .evaluation import evaluate_features, summarise
+from .evaluation import average_results, evaluate_features, single_shot_galleries, summarise
 from .transforms import TestTransform
 
 
@@ -47,8 +47,12 @@ def evaluate_protocols(net, pack: ImagePack, lists_dir: str, height: int, width:
     metrics = {}
     for p in meta["protocols"]:
         q, g = data[p.query], data[p.gallery]
-        qs, gs = _camera_subset(q.camids, p.cameras), _camera_subset(g.camids, p.cameras)
-        result = evaluate_features(feats[p.query][qs], feats[p.gallery][gs], q.pids[qs], g.pids[gs], q.camids[qs],
-                                   g.camids[gs], q.clothes[qs], g.clothes[gs], mode=p.mode)
+        qs = np.flatnonzero(_camera_subset(q.camids, p.cameras))
+        gs = np.flatnonzero(_camera_subset(g.camids, p.cameras))
+        galleries = [gs[t] for t in single_shot_galleries(g.pids[gs], p.single_shot_trials, p.seed)] \
+            if p.single_shot_trials else [gs]
+        result = average_results([
+            evaluate_features(feats[p.query][qs], feats[p.gallery][gi], q.pids[qs], g.pids[gi], q.camids[qs],
+                              g.camids[gi], q.clothes[qs], g.clothes[gi], mode=p.mode) for gi in galleries])
         metrics[p.name] = {"query": p.query, "gallery": p.gallery, "mode": p.mode, **summarise(result)}
     return metrics, {"features": feats, "datasets": data}

@@ -31,11 +31,15 @@ class Protocol:
     gallery: str
     mode: str = "general"  # general | CC | SC (reference.md §2.1)
     cameras: tuple[int, ...] | None = None  # keep only these camids in query and gallery (VC-Clothes sc/cc)
+    single_shot_trials: int = 0  # >0: that many galleries of one random image per identity, metrics averaged
+    seed: int = 0  # seeds the single-shot draws
 
     def to_json(self) -> dict:
         out = {"name": self.name, "query": self.query, "gallery": self.gallery, "mode": self.mode}
         if self.cameras is not None:
             out["cameras"] = list(self.cameras)
+        if self.single_shot_trials:
+            out.update(single_shot_trials=self.single_shot_trials, seed=self.seed)
         return out
 
 

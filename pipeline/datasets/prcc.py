@@ -77,6 +77,10 @@ def load_prcc(root: Path) -> DatasetSplits:
         # Simple-CCReID test_prcc: both with the general rule; cameras always differ (§2.3), multi-shot
         Protocol("SC", query="query_same", gallery="gallery", mode="general"),
         Protocol("CC", query="query_diff", gallery="gallery", mode="general"),
+        # PRCC's original single-shot protocol: one random gallery image per identity, 10 trials with
+        # Python's random seeded 3 as Simple-CCReID draws them, averaged
+        Protocol("SC_single_shot", query="query_same", gallery="gallery", mode="general", single_shot_trials=10, seed=3),
+        Protocol("CC_single_shot", query="query_diff", gallery="gallery", mode="general", single_shot_trials=10, seed=3),
     ]
     return DatasetSplits("prcc", splits, protocols, has_clothes=True,
                          notes=["val is parsed like train and is used neither for training nor evaluation"])
