@@ -9,6 +9,7 @@ import sys
 
 from .cli import reports_user_errors
 from .datasets import REGISTRY, load
+from .datasets.counts import compare_counts
 from .listfile import write_lists
 
 
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", required=True, help="dataset root as the adapter expects it")
     ap.add_argument("--out", required=True, help="directory for <split>.txt and protocol.json")
     ap.add_argument("--name", default=None, help="dataset name recorded in protocol.json (default: the format)")
+    ap.add_argument("--no-count-check", action="store_true",
+                    help="skip the comparison with published split sizes (generated data)")
     a = ap.parse_args(argv)
     data = load(a.format, a.root)
     meta = write_lists(data, a.out, a.name or a.format, a.root)
@@ -27,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<12} {s['ids']:>6} {s['images']:>8} {s['clothes']:>8} {s['cameras']:>8}")
     for p in meta["protocols"]:
         print(f"protocol {p['name']}: query {p['query']} vs gallery {p['gallery']} ({p['mode']})")
+    if not a.no_count_check:
+        for w in compare_counts(data):
+            print(f"warning: {w}", file=sys.stderr)
     return 0
 
 

@@ -30,13 +30,14 @@ rule lists:
         fmt=lambda w: dataset_cfg(w.dataset)["format"],
         root=lambda w: dataset_cfg(w.dataset)["root"],
         outdir=lambda w, output: str(Path(output.protocol).parent),
+        count_check=lambda w: "--no-count-check" if "synthetic" in dataset_cfg(w.dataset) else "",
     log:
         "logs/{dataset}/lists.log",
     conda:
         "../envs/ccreid.yaml"
     shell:
         "python -m pipeline.lists --format {params.fmt} --root {params.root} --out {params.outdir} "
-        "--name {wildcards.dataset} > {log} 2>&1"
+        "--name {wildcards.dataset} {params.count_check} > {log} 2>&1"
 
 
 rule pack:

@@ -129,3 +129,22 @@ def test_camera_subsets_survive_protocol_json(tmp_path):
     write_lists(load("vcclothes", tmp_path), tmp_path / "lists", "vc", tmp_path)
     protocols = {p.name: p for p in read_protocol(tmp_path / "lists")["protocols"]}
     assert protocols["cc_cams34"].cameras == (2, 3) and protocols["general"].cameras is None
+
+
+def test_count_check_warns_on_mismatch_and_check_cli_reports(tmp_path, capsys):
+    from pipeline.datasets.__main__ import main
+    from pipeline.datasets.counts import compare_counts
+
+    base = tmp_path / "market1501" / "Market-1501-v15.09.15"
+    touch(base / "bounding_box_train", ["0007_c2s1_000151_01.jpg"])
+    touch(base / "query", ["0001_c1s1_001051_00.jpg"])
+    touch(base / "bounding_box_test", ["0001_c3s1_000101_01.jpg"])
+    warnings = compare_counts(load("market1501", tmp_path))
+    assert "market1501 train: 1 images, published 12936 (torchreid)" in warnings
+    assert "market1501 train: 1 ids, published 751 (torchreid)" in warnings
+    assert main(["check", "--format", "market1501", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "clothes labels no" in out and "count(s) differ" in out
+    assert main(["check", "--format", "ltcc", "--root", str(tmp_path)]) == 2
+    assert "LTCC_ReID" in capsys.readouterr().err
+    assert main([]) == 0 and "vcclothes" in capsys.readouterr().out

@@ -1,0 +1,41 @@
+"""Published split sizes (reference.md §1) and the comparison the lists step warns with.
+
+Only counts reference.md gives are here; values it marks [unverified] are flagged so, and a mismatch
+with them is reported as such rather than as an error in the user's copy.
+"""
+from __future__ import annotations
+
+from .base import DatasetSplits
+
+# format -> split -> {"ids": n, "images": n}; "source" says how sure the number is
+PUBLISHED: dict[str, dict] = {
+    "prcc": {"source": "author loader docstrings", "splits": {
+        "train": {"ids": 150, "images": 17896}, "gallery": {"ids": 71, "images": 3384},
+        "query_diff": {"ids": 71, "images": 3543}, "query_same": {"ids": 71, "images": 3873}}},
+    "ltcc": {"source": "commonly reported [unverified]", "splits": {
+        "train": {"ids": 77, "images": 9576}, "query": {"images": 493}, "gallery": {"images": 7050}}},
+    "vcclothes": {"source": "commonly reported [unverified]", "splits": {
+        "train": {"ids": 256, "images": 9449}, "query": {"images": 1020}, "gallery": {"images": 8591}}},
+    "market1501": {"source": "torchreid", "splits": {
+        "train": {"ids": 751, "images": 12936}, "query": {"images": 3368}, "gallery": {"images": 15913}}},
+    "msmt17": {"source": "torchreid", "splits": {
+        "train": {"ids": 1041, "images": 32621}, "query": {"images": 11659}, "gallery": {"images": 82161}}},
+}
+
+
+def compare_counts(data: DatasetSplits) -> list[str]:
+    """One warning per split count that differs from the published one (empty when all agree)."""
+    known = PUBLISHED.get(data.format)
+    if known is None:
+        return []
+    warnings = []
+    summary = data.summary()
+    for split, expected in known["splits"].items():
+        found = summary.get(split)
+        if found is None:
+            warnings.append(f"{data.format}: split {split!r} missing (published: {expected})")
+            continue
+        for key, value in expected.items():
+            if found[key] != value:
+                warnings.append(f"{data.format} {split}: {found[key]} {key}, published {value} ({known['source']})")
+    return warnings
