@@ -148,3 +148,16 @@ def test_count_check_warns_on_mismatch_and_check_cli_reports(tmp_path, capsys):
     assert main(["check", "--format", "ltcc", "--root", str(tmp_path)]) == 2
     assert "LTCC_ReID" in capsys.readouterr().err
     assert main([]) == 0 and "vcclothes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt, folder", [("celebreid", "Celeb-reID"), ("celebreid_light", "Celeb-reID-light")])
+def test_celeb_reid_camera_from_the_first_digit_of_y(tmp_path, fmt, folder):
+    base = tmp_path / folder
+    touch(base / "train", ["12_3_0.jpg", "7_15_1.jpg"])
+    touch(base / "query", ["900_2_0.jpg"])
+    touch(base / "gallery", ["900_41_1.jpg", "901_1_0.jpg"])
+    data = load(fmt, tmp_path)
+    # pid x; camera = first digit of y minus 1 (the official regex ([-\d]+)_(\d))
+    assert labels(data.train) == {"12_3_0.jpg": (1, 2, NO_CLOTHES), "7_15_1.jpg": (0, 0, NO_CLOTHES)}
+    assert labels(data.splits["gallery"]) == {"900_41_1.jpg": (900, 3, NO_CLOTHES), "901_1_0.jpg": (901, 0, NO_CLOTHES)}
+    assert not data.has_clothes and [p.mode for p in data.protocols] == ["general"]

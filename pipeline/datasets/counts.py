@@ -16,6 +16,12 @@ PUBLISHED: dict[str, dict] = {
         "train": {"ids": 77, "images": 9576}, "query": {"images": 493}, "gallery": {"images": 7050}}},
     "vcclothes": {"source": "commonly reported [unverified]", "splits": {
         "train": {"ids": 256, "images": 9449}, "query": {"images": 1020}, "gallery": {"images": 8591}}},
+    "celebreid": {"source": "official README", "splits": {
+        "train": {"ids": 632, "images": 20208}, "query": {"ids": 420, "images": 2972},
+        "gallery": {"ids": 420, "images": 11006}}},
+    "celebreid_light": {"source": "official README", "splits": {
+        "train": {"ids": 490, "images": 9021}, "query": {"ids": 100, "images": 887},
+        "gallery": {"ids": 100, "images": 934}}},
     "market1501": {"source": "torchreid", "splits": {
         "train": {"ids": 751, "images": 12936}, "query": {"images": 3368}, "gallery": {"images": 15913}}},
     "msmt17": {"source": "torchreid", "splits": {

@@ -78,3 +78,34 @@ def load_msmt17(root: Path) -> DatasetSplits:
 @register("msmt17v2", layout="msmt17/MSMT17_V2")
 def load_msmt17v2(root: Path) -> DatasetSplits:
     return _msmt(root, "MSMT17_V2", "mask_train_v2", "mask_test_v2", "msmt17v2")
+
+
+CELEB = re.compile(r"([-\d]+)_(\d)")
+
+
+def _celeb(root: Path, folder: str, fmt: str) -> DatasetSplits:
+    """Celeb-reID(-light) as its official loader reads it (reference.md §1.4): pid = x of x_y_z.jpg, camera =
+    first digit of y minus 1. No clothes labels; the official open-reid evaluation is the general rule."""
+    base = require_dir(root / folder, f"Celeb-reID's layout <ROOT>/{folder}/{{train,query,gallery}}")
+
+    def read(split: str, train: bool) -> list[Sample]:
+        directory = require_dir(base / split, f"the {split}/ folder")
+        files = [f for f in image_files(directory) if f.suffix == ".jpg"]
+        if not files:
+            raise DatasetLayoutError(f"{directory}: no *.jpg images")
+        entries = [(f, int(pid), int(cam) - 1) for f, (pid, cam) in parse_names(files, CELEB, directory, fmt)]
+        pid_map = relabel(e[1] for e in entries) if train else None
+        return [Sample(f.relative_to(root).as_posix(), pid_map[p] if train else p, c, NO_CLOTHES) for f, p, c in entries]
+
+    splits = {"train": read("train", True), "query": read("query", False), "gallery": read("gallery", False)}
+    return DatasetSplits(fmt, splits, GENERAL, has_clothes=False)
+
+
+@register("celebreid", layout="Celeb-reID")
+def load_celeb(root: Path) -> DatasetSplits:
+    return _celeb(root, "Celeb-reID", "celebreid")
+
+
+@register("celebreid_light", layout="Celeb-reID-light")
+def load_celeb_light(root: Path) -> DatasetSplits:
+    return _celeb(root, "Celeb-reID-light", "celebreid_light")
