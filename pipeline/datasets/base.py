@@ -91,6 +91,14 @@ def image_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def split_images(directory: Path, suffix: str) -> list[Path]:
+    """The `suffix` images of one split folder; a missing folder or an empty split is an error naming it."""
+    files = [f for f in image_files(require_dir(directory, f"the {directory.name}/ split folder")) if f.suffix == suffix]
+    if not files:
+        raise DatasetLayoutError(f"{directory}: no *{suffix} images")
+    return files
+
+
 def relabel(keys) -> dict:
     """Sorted keys -> 0..N-1, the relabelling every Simple-CCReID loader applies."""
     return {k: i for i, k in enumerate(sorted(set(keys)))}

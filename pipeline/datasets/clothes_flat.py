@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (DatasetLayoutError, DatasetSplits, Protocol, Sample, image_files, parse_names, register, relabel,
-                   require_dir)
+from .base import DatasetSplits, Protocol, Sample, parse_names, register, relabel, require_dir, split_images
 
 LTCC_IDS = re.compile(r"(\d+)_(\d+)_c(\d+)")
 LTCC_CLOTHES = re.compile(r"(\w+)_c")
@@ -30,16 +29,9 @@ def _test(query, gallery, root: Path) -> dict[str, list[Sample]]:
     return {"query": joint[: len(query)], "gallery": joint[len(query):]}
 
 
-def _nonempty(directory: Path, suffix: str) -> list[Path]:
-    files = [f for f in image_files(require_dir(directory, f"the {directory.name}/ split folder")) if f.suffix == suffix]
-    if not files:
-        raise DatasetLayoutError(f"{directory}: no *{suffix} images")
-    return files
-
-
 def _ltcc_entries(directory: Path):
     entries = []
-    for f, (pid, _, cam) in parse_names(_nonempty(directory, ".png"), LTCC_IDS, directory, "LTCC"):
+    for f, (pid, _, cam) in parse_names(split_images(directory, ".png"), LTCC_IDS, directory, "LTCC"):
         key = LTCC_CLOTHES.search(f.name).group(1)
         entries.append((f, int(pid), int(cam) - 1, key))
     return entries
@@ -58,7 +50,7 @@ def load_ltcc(root: Path) -> DatasetSplits:
 
 def _vc_entries(directory: Path):
     return [(f, int(pid), int(cam) - 1, pid + clothes)
-            for f, (pid, cam, clothes, _) in parse_names(_nonempty(directory, ".jpg"), VC, directory, "VC-Clothes")]
+            for f, (pid, cam, clothes, _) in parse_names(split_images(directory, ".jpg"), VC, directory, "VC-Clothes")]
 
 
 @register("vcclothes", layout="VC-Clothes")

@@ -7,26 +7,27 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (NO_CLOTHES, DatasetLayoutError, DatasetSplits, Protocol, Sample, image_files, parse_names,
-                   register, relabel, require_dir)
+from .base import (NO_CLOTHES, DatasetLayoutError, DatasetSplits, Protocol, Sample, parse_names, register, relabel,
+                   require_dir, split_images)
 
 DUKE_MARKET = re.compile(r"([-\d]+)_c(\d)")
 GENERAL = [Protocol("general", "query", "gallery", "general")]
 
 
-def _market_style(base: Path, root: Path, fmt: str) -> DatasetSplits:
-    def read(folder: str, train: bool) -> list[Sample]:
-        directory = require_dir(base / folder, f"the {folder}/ folder")
-        files = [f for f in image_files(directory) if f.suffix == ".jpg"]
-        if not files:
-            raise DatasetLayoutError(f"{directory}: no *.jpg images")
-        entries = [(f, int(pid), int(cam) - 1) for f, (pid, cam) in parse_names(files, DUKE_MARKET, directory, fmt)]
+def _pid_cam_split(directory: Path, root: Path, pattern, fmt: str, train: bool, drop_junk: bool) -> list[Sample]:
+    """(pid, camera) from each file name; training pids relabelled; camid = camera - 1; no clothes labels."""
+    entries = [(f, int(pid), int(cam) - 1)
+               for f, (pid, cam) in parse_names(split_images(directory, ".jpg"), pattern, directory, fmt)]
+    if drop_junk:
         entries = [e for e in entries if e[1] != -1]  # junk detections; pid 0 (distractors) stays
-        pid_map = relabel(e[1] for e in entries) if train else None
-        return [Sample(f.relative_to(root).as_posix(), pid_map[p] if train else p, c, NO_CLOTHES) for f, p, c in entries]
+    pid_map = relabel(e[1] for e in entries) if train else None
+    return [Sample(f.relative_to(root).as_posix(), pid_map[p] if train else p, c, NO_CLOTHES) for f, p, c in entries]
 
-    splits = {"train": read("bounding_box_train", True), "query": read("query", False),
-              "gallery": read("bounding_box_test", False)}
+
+def _market_style(base: Path, root: Path, fmt: str) -> DatasetSplits:
+    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+    splits = {split: _pid_cam_split(base / folder, root, DUKE_MARKET, fmt, split == "train", drop_junk=True)
+              for split, folder in folders.items()}
     return DatasetSplits(fmt, splits, GENERAL, has_clothes=False)
 
 
@@ -88,16 +89,8 @@ def _celeb(root: Path, folder: str, fmt: str) -> DatasetSplits:
     first digit of y minus 1. No clothes labels; the official open-reid evaluation is the general rule."""
     base = require_dir(root / folder, f"Celeb-reID's layout <ROOT>/{folder}/{{train,query,gallery}}")
 
-    def read(split: str, train: bool) -> list[Sample]:
-        directory = require_dir(base / split, f"the {split}/ folder")
-        files = [f for f in image_files(directory) if f.suffix == ".jpg"]
-        if not files:
-            raise DatasetLayoutError(f"{directory}: no *.jpg images")
-        entries = [(f, int(pid), int(cam) - 1) for f, (pid, cam) in parse_names(files, CELEB, directory, fmt)]
-        pid_map = relabel(e[1] for e in entries) if train else None
-        return [Sample(f.relative_to(root).as_posix(), pid_map[p] if train else p, c, NO_CLOTHES) for f, p, c in entries]
-
-    splits = {"train": read("train", True), "query": read("query", False), "gallery": read("gallery", False)}
+    splits = {split: _pid_cam_split(base / split, root, CELEB, fmt, split == "train", drop_junk=False)
+              for split in ("train", "query", "gallery")}
     return DatasetSplits(fmt, splits, GENERAL, has_clothes=False)
 
 
