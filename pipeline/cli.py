@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ def reports_user_errors(main: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
+        logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
         try:
             return main(*args, **kwargs)
         except USER_ERRORS as e:

@@ -54,7 +54,7 @@ def test_vcclothes_labels_and_camera_subset_protocols(tmp_path):
     assert subsets["sc_cams23"] == (1, 2) and subsets["cc_cams34"] == (2, 3) and subsets["general"] is None
 
 
-def test_market_drops_junk_keeps_distractors_and_has_no_clothes(tmp_path):
+def test_market_drops_junk_keeps_distractors_and_has_no_clothes(tmp_path, caplog):
     base = tmp_path / "market1501" / "Market-1501-v15.09.15"
     touch(base / "bounding_box_train", ["0007_c2s1_000151_01.jpg", "0002_c1s1_000451_03.jpg"])
     touch(base / "query", ["0001_c1s1_001051_00.jpg"])
@@ -65,6 +65,7 @@ def test_market_drops_junk_keeps_distractors_and_has_no_clothes(tmp_path):
     assert labels(data.splits["gallery"]) == {"0000_c6s1_000001_01.jpg": (0, 5, NO_CLOTHES),
                                               "0001_c3s1_000101_01.jpg": (1, 2, NO_CLOTHES)}
     assert not data.has_clothes
+    assert "Thumbs.db: not an image, skipped" in caplog.text
     with pytest.raises(ValueError, match="no clothes labels"):
         pid2clothes(data.train)
 

@@ -1,6 +1,7 @@
 """What every dataset adapter returns, and the registry that maps a format name to its adapter."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+log = logging.getLogger("ccreid.datasets")
 
 
 class DatasetLayoutError(ValueError):
@@ -87,8 +89,12 @@ def summarise(samples: list[Sample]) -> dict[str, int]:
 
 
 def image_files(directory: Path) -> list[Path]:
-    """Image files directly in `directory`, sorted by name so list files are reproducible."""
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly in `directory`, sorted by name so list files are reproducible. Stray other
+    files (Thumbs.db, notes) are skipped with a logged warning naming them."""
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    for stray in (p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES):
+        log.warning("%s: not an image, skipped", stray)
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def split_images(directory: Path, suffix: str) -> list[Path]:
