@@ -110,10 +110,11 @@ def relabel(keys) -> dict:
     return {k: i for i, k in enumerate(sorted(set(keys)))}
 
 
-def parse_names(files: list[Path], pattern, root: Path, what: str) -> list[tuple[Path, tuple[str, ...]]]:
-    """Apply `pattern` to each file's name (never the full path: reference.md's LTCC pitfall)."""
+def parse_names(directory: Path, suffix: str, pattern, what: str) -> list[tuple[Path, tuple[str, ...]]]:
+    """The split folder's `suffix` images with `pattern` applied to each file's name (never the full
+    path: reference.md's LTCC pitfall)."""
     out = []
-    for f in files:
+    for f in split_images(directory, suffix):
         m = pattern.search(f.name)
         if m is None:
             raise DatasetLayoutError(f"{f}: file name does not match {what} pattern {pattern.pattern!r}")

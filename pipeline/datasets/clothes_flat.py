@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import DatasetSplits, Protocol, Sample, parse_names, register, relabel, require_dir, split_images
+from .base import DatasetSplits, Protocol, Sample, parse_names, register, relabel, require_dir
 
 LTCC_IDS = re.compile(r"(\d+)_(\d+)_c(\d+)")
 LTCC_CLOTHES = re.compile(r"(\w+)_c")
@@ -31,7 +31,7 @@ def _test(query, gallery, root: Path) -> dict[str, list[Sample]]:
 
 def _ltcc_entries(directory: Path):
     entries = []
-    for f, (pid, _, cam) in parse_names(split_images(directory, ".png"), LTCC_IDS, directory, "LTCC"):
+    for f, (pid, _, cam) in parse_names(directory, ".png", LTCC_IDS, "LTCC"):
         key = LTCC_CLOTHES.search(f.name).group(1)
         entries.append((f, int(pid), int(cam) - 1, key))
     return entries
@@ -50,7 +50,7 @@ def load_ltcc(root: Path) -> DatasetSplits:
 
 def _vc_entries(directory: Path):
     return [(f, int(pid), int(cam) - 1, pid + clothes)
-            for f, (pid, cam, clothes, _) in parse_names(split_images(directory, ".jpg"), VC, directory, "VC-Clothes")]
+            for f, (pid, cam, clothes, _) in parse_names(directory, ".jpg", VC, "VC-Clothes")]
 
 
 @register("vcclothes", layout="VC-Clothes")

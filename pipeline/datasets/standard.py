@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (NO_CLOTHES, DatasetLayoutError, DatasetSplits, Protocol, Sample, parse_names, register, relabel,
-                   require_dir, split_images)
+from .base import NO_CLOTHES, DatasetLayoutError, DatasetSplits, Protocol, Sample, parse_names, register, relabel, require_dir
 
 DUKE_MARKET = re.compile(r"([-\d]+)_c(\d)")
 GENERAL = [Protocol("general", "query", "gallery", "general")]
@@ -17,7 +16,7 @@ GENERAL = [Protocol("general", "query", "gallery", "general")]
 def _pid_cam_split(directory: Path, root: Path, pattern, fmt: str, train: bool, drop_junk: bool) -> list[Sample]:
     """(pid, camera) from each file name; training pids relabelled; camid = camera - 1; no clothes labels."""
     entries = [(f, int(pid), int(cam) - 1)
-               for f, (pid, cam) in parse_names(split_images(directory, ".jpg"), pattern, directory, fmt)]
+               for f, (pid, cam) in parse_names(directory, ".jpg", pattern, fmt)]
     if drop_junk:
         entries = [e for e in entries if e[1] != -1]  # junk detections; pid 0 (distractors) stays
     pid_map = relabel(e[1] for e in entries) if train else None
