@@ -28,13 +28,14 @@ def _unwrap(m):
     return m.module if hasattr(m, "module") else m
 
 
-def save_checkpoint(path: Path, method: Method, epoch: int, cfg_hash: str) -> None:
+def save_checkpoint(path: Path, method: Method, epoch: int, cfg_hash: str, precision: Precision) -> None:
     state = {
         "epoch": epoch,
         "config_hash": cfg_hash,
         "modules": {k: _unwrap(m).state_dict() for k, m in method.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in method.optimizers.items()},
         "schedulers": {k: s.state_dict() for k, s in method.schedulers.items()},
+        "grad_scaler": precision.scaler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
     }
@@ -42,7 +43,7 @@ def save_checkpoint(path: Path, method: Method, epoch: int, cfg_hash: str) -> No
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, method: Method, cfg_hash: str) -> int:
+def load_checkpoint(path: Path, method: Method, cfg_hash: str, precision: Precision) -> int:
     """Restore everything; returns the next epoch to run."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state["config_hash"] != cfg_hash:
@@ -53,6 +54,7 @@ def load_checkpoint(path: Path, method: Method, cfg_hash: str) -> int:
         o.load_state_dict(state["optimizers"][k])
     for k, s in method.schedulers.items():
         s.load_state_dict(state["schedulers"][k])
+    precision.scaler.load_state_dict(state["grad_scaler"])
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
     np.random.set_state(rng["numpy"])
@@ -65,7 +67,7 @@ def load_checkpoint(path: Path, method: Method, cfg_hash: str) -> int:
 def fit(method: Method, loader, sampler, epochs: int, device: torch.device, precision: Precision,
         checkpoint: Path, cfg_hash: str, history: Path | None = None,
         evaluate: Callable[[int], dict] | None = None, eval_every: int = 0) -> dict:
-    start = load_checkpoint(checkpoint, method, cfg_hash) if checkpoint.is_file() else 0
+    start = load_checkpoint(checkpoint, method, cfg_hash, precision) if checkpoint.is_file() else 0
     if start and D.rank() == 0:
         print(f"resuming from {checkpoint} at epoch {start}")
     if start == 0 and history is not None and D.rank() == 0 and history.exists():
@@ -88,7 +90,7 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         if evaluate is not None and eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             record["eval"] = evaluate(epoch)
         if D.rank() == 0:
-            save_checkpoint(checkpoint, method, epoch, cfg_hash)
+            save_checkpoint(checkpoint, method, epoch, cfg_hash, precision)
             line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "eval")
             print(line + (f" eval={json.dumps(record['eval'])}" if "eval" in record else ""), flush=True)
             if history is not None:
