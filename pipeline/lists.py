@@ -1,14 +1,18 @@
 """python -m pipeline.lists --format prcc --root RAW_ROOT --out OUT_DIR [--name DATASET]
 
-Reads a raw dataset in its authors' layout and writes one list file per split plus protocol.json.
+Reads a raw dataset in its authors' layout and writes one list file per split (video: plus its
+frames file), summary.txt (the per-split table and any count warnings) and protocol.json.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from .atomic import write_text
 from .cli import reports_user_errors
 from .datasets import REGISTRY, load
+from .datasets.base import summary_table
 from .datasets.counts import compare_counts
 from .listfile import write_lists
 
@@ -24,15 +28,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the comparison with published split sizes (generated data)")
     a = ap.parse_args(argv)
     data = load(a.format, a.root)
-    meta = write_lists(data, a.out, a.name or a.format, a.root)
-    print(f"{'split':<12} {'ids':>6} {'images':>8} {'clothes':>8} {'cameras':>8}")
-    for name, s in meta["splits"].items():
-        print(f"{name:<12} {s['ids']:>6} {s['images']:>8} {s['clothes']:>8} {s['cameras']:>8}")
-    for p in meta["protocols"]:
-        print(f"protocol {p['name']}: query {p['query']} vs gallery {p['gallery']} ({p['mode']})")
-    if not a.no_count_check:
-        for w in compare_counts(data):
-            print(f"warning: {w}", file=sys.stderr)
+    warnings = [] if a.no_count_check else [f"warning: {w}\n" for w in compare_counts(data)]
+    summary = summary_table(data) + "".join(warnings)
+    # the summary file goes first: protocol.json, written last, marks the lists complete
+    write_text(Path(a.out) / "summary.txt", summary)
+    write_lists(data, a.out, a.name or a.format, a.root)
+    print(summary, end="")
     return 0
 
 

@@ -1,6 +1,7 @@
 """python -m pipeline.pack --lists LISTS_DIR --root RAW_ROOT --out images.h5
 
-Packs every image named by the list files (train first, then the other splits, each path once).
+Packs every image named by the list files (train first, then the other splits, each path once;
+for video datasets, every frame of every tracklet).
 """
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import argparse
 import sys
 
 from .cli import reports_user_errors
+from .datasets.base import listed_files
 from .imagepack import write_pack
 from .listfile import read_protocol, read_split
 
 
 def listed_paths(lists_dir: str) -> list[str]:
+    """Every image the lists name (a video's frames), each once, train first."""
     meta = read_protocol(lists_dir)
     seen: dict[str, None] = {}
     for split in meta["splits"]:
-        for s in read_split(lists_dir, split):
-            seen.setdefault(s.path)
+        for path in listed_files(read_split(lists_dir, split)):
+            seen.setdefault(path)
     return list(seen)
 
 

@@ -145,7 +145,7 @@ def test_count_check_warns_on_mismatch_and_check_cli_reports(tmp_path, capsys):
     assert "market1501 train: 1 ids, published 751 (torchreid)" in warnings
     assert main(["check", "--format", "market1501", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "clothes labels no" in out and "count(s) differ" in out
+    assert "market1501: clothes labels: none" in out and "count(s) differ" in out
     assert main(["check", "--format", "ltcc", "--root", str(tmp_path)]) == 2
     assert "LTCC_ReID" in capsys.readouterr().err
     assert main([]) == 0 and "vcclothes" in capsys.readouterr().out

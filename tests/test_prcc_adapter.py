@@ -96,8 +96,8 @@ def test_empty_query_split_is_an_error(tmp_path):
 
 
 def test_unknown_format_and_missing_root(tmp_path):
-    with pytest.raises(DatasetLayoutError, match="unknown dataset format 'nkup'"):
-        load("nkup", tmp_path)
+    with pytest.raises(DatasetLayoutError, match="unknown dataset format 'prid2011'"):
+        load("prid2011", tmp_path)
     with pytest.raises(DatasetLayoutError, match="does not exist"):
         load("prcc", tmp_path / "nope")
 

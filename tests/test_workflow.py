@@ -80,6 +80,24 @@ def test_real_dataset_targets_resolve_from_the_default_config(dataset):
     assert f"{REAL[dataset]['root']}/{LAYOUT_DIRS[REAL[dataset]['format']]}" in proc.stdout + proc.stderr
 
 
+NO_CLOTHES_FORMATS = {"celebreid", "celebreid_light", "market1501", "dukemtmcreid", "msmt17", "msmt17v2"}
+
+
+def test_every_real_dataset_plans_its_whole_chain_once_its_layout_exists(workflow):
+    """With each dataset's layout folder present, one dry run plans lists -> pack -> train -> evaluate for
+    every configured dataset: CAL where the dataset has clothes labels, the baseline where it has none."""
+    from pipeline.datasets import LAYOUT_DIRS
+
+    for cfg in REAL.values():
+        (workflow / cfg["root"] / LAYOUT_DIRS[cfg["format"]]).mkdir(parents=True, exist_ok=True)
+    targets = [f"results/{d}/{'baseline' if c['format'] in NO_CLOTHES_FORMATS else 'cal'}/metrics.json"
+               for d, c in REAL.items()]
+    proc = snakemake(workflow, "-n", *targets)
+    n = len(REAL)
+    assert jobs_planned(proc) == {"lists": n, "pack": n, "train": n, "evaluate": n}
+    assert {"ccvid", "deepchange", "last", "nkup"} <= set(REAL)
+
+
 def test_schema_errors_name_the_bad_key(workflow):
     bad = json.loads(json.dumps(TINY_CONFIG))
     bad["datasets"]["tiny"]["format"] = "prccc"

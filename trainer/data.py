@@ -1,4 +1,4 @@
-"""Datasets over images.h5 and the list files."""
+"""Datasets over images.h5 and the list files: images, and video clips of tracklets."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,6 +9,8 @@ from torch.utils.data import Dataset
 
 from pipeline.datasets.base import Sample
 from pipeline.imagepack import ImagePack
+
+from .clips import dense_chunks, random_crop, evaluation_clips
 
 
 class PackedImages(Dataset):
@@ -27,3 +29,44 @@ class PackedImages(Dataset):
     def __getitem__(self, i: int):
         img = self.transform(self.pack.image(int(self.pack_index[i])))
         return img, int(self.pids[i]), int(self.camids[i]), int(self.clothes[i])
+
+
+class PackedClips(Dataset):
+    """Video clips from the image pack: (T×C×H×W tensor, pid, camid, clothes_id) per item.
+
+    train=True: one item per dense chunk of each tracklet, its frames drawn by `random_crop` at every
+    access; train=False: one item per test clip, `owner[i]` naming the tracklet clip i belongs to.
+    The transform gets the clip's frames as a list and applies one draw of its random parameters to all.
+    """
+
+    def __init__(self, pack: ImagePack, tracklets: list[Sample], transform: Callable[[list[np.ndarray]], torch.Tensor],
+                 train: bool, seq_len: int, stride: int, dense_step: int = 0):
+        if any(not t.frames for t in tracklets):
+            raise ValueError("PackedClips needs tracklets with frames (a video dataset's lists)")
+        self.pack, self.transform, self.train = pack, transform, train
+        self.seq_len, self.stride = seq_len, stride
+        self.items: list[np.ndarray] = []  # pack indices: a chunk's frames (train) or a clip's (test)
+        owner = []
+        for t, tracklet in enumerate(tracklets):
+            frames = pack.indices(list(tracklet.frames))
+            parts = dense_chunks(len(frames), dense_step) if train else evaluation_clips(len(frames), seq_len, stride)
+            for part in parts:
+                self.items.append(frames[list(part)])
+                owner.append(t)
+        self.owner = np.array(owner, np.int64)
+        self.tracklet_pids = np.array([t.pid for t in tracklets], np.int64)
+        self.tracklet_camids = np.array([t.camid for t in tracklets], np.int64)
+        self.tracklet_clothes = np.array([t.clothes_id for t in tracklets], np.int64)
+        self.pids = self.tracklet_pids[self.owner]
+        self.camids = self.tracklet_camids[self.owner]
+        self.clothes = self.tracklet_clothes[self.owner]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        frames = self.items[i]
+        if self.train:
+            frames = frames[random_crop(len(frames), self.seq_len, self.stride)]
+        clip = self.transform([self.pack.image(int(f)) for f in frames])
+        return clip, int(self.pids[i]), int(self.camids[i]), int(self.clothes[i])

@@ -1,6 +1,6 @@
 """python -m trainer.evaluate --model model.pt --lists LISTS_DIR --images images.h5 --out metrics.json
 
-Extracts flip-augmented features for every split the dataset's protocols use, evaluates each protocol
+Extracts features (flip-augmented images, or clip-averaged tracklets) for every split the dataset's protocols use, evaluates each protocol
 (protocol.json) and writes metrics.json (per protocol: mAP, rank-1/5/10/20, mINP, valid queries, plus
 provenance) and features.h5 beside it.
 """
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             g.create_dataset("pid", data=ds.pids)
             g.create_dataset("camid", data=ds.camids)
             g.create_dataset("clothes_id", data=ds.clothes)
-            g.create_dataset("pack_index", data=ds.pack_index)
+            g.create_dataset("path", data=[x.path for x in ds.samples], dtype=h5py.string_dtype())
         f.attrs["manifest_sha256"] = pack.manifest_sha256
     report = {
         "dataset": state["dataset"],

@@ -24,7 +24,7 @@ from pipeline.listfile import read_protocol, read_split
 
 from . import distributed as D
 from .config import config_hash, load_method_config
-from .data import PackedImages
+from .data import PackedClips, PackedImages
 from .engine import fit
 from .features import evaluate_protocols
 from .methods import build_method
@@ -51,12 +51,18 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     d = cfg["data"]
     pack = ImagePack(images)
     aug = d["augment"]
-    dataset = PackedImages(pack, train_samples, TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"]))
+    transform = TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"])
+    if meta.get("video"):
+        v = d["video"]  # training clips: dense chunks, then a random crop (reference.md §1.5, §2.4)
+        dataset = PackedClips(pack, train_samples, transform, train=True, seq_len=v["seq_len"], stride=v["stride"],
+                              dense_step=v["dense_step"])
+    else:
+        dataset = PackedImages(pack, train_samples, transform)
     sampler = IdentitySampler(dataset.pids, d["num_instances"], cfg["seed"], D.rank(), D.world_size())
     loader = DataLoader(dataset, batch_size=d["batch_size"], sampler=sampler, num_workers=d["workers"],
                         drop_last=True, pin_memory=device.type == "cuda", persistent_workers=d["workers"] > 0)
     if len(loader) == 0:
-        raise ValueError(f"{lists}/train.txt: {len(dataset)} images give no full batch of {d['batch_size']}")
+        raise ValueError(f"{lists}/train.txt: {len(dataset)} training items give no full batch of {d['batch_size']}")
     method = build_method(cfg, num_pids, p2c, device)
     if D.is_distributed():
         method.wrap_distributed(device)

@@ -5,6 +5,10 @@ versions differ in ways that change the augmentation distribution: the crop enla
 1.125 and crops back, and the erasing samples the aspect ratio uniformly in [r1, 1/r1] with up to
 100 attempts and fills with fixed per-channel values on the normalised tensor.
 All randomness comes from torch's generator, which DataLoader seeds per worker.
+
+Both transforms take one image (H×W×3) or a video clip (a list of them, sizes may differ): a clip's
+frames are resized and stacked to T×C×H×W, and one draw of the random parameters applies to every
+frame, as Simple-CCReID's spatial transforms do for video.
 """
 from __future__ import annotations
 
@@ -27,6 +31,13 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
 
 
+def resized(rgb: np.ndarray | list[np.ndarray], size: list[int]) -> torch.Tensor:
+    """C×H×W uint8 for an image, T×C×H×W for a list of frames."""
+    if isinstance(rgb, list):
+        return torch.stack([TF.resize(to_tensor(f), size, antialias=True) for f in rgb])
+    return TF.resize(to_tensor(rgb), size, antialias=True)
+
+
 def random_crop_enlarged(img: torch.Tensor, p: float, factor: float = 1.125) -> torch.Tensor:
     if _rand() >= p:
         return img
@@ -41,7 +52,7 @@ def random_crop_enlarged(img: torch.Tensor, p: float, factor: float = 1.125) -> 
 def random_erase(img: torch.Tensor, p: float, sl=0.02, sh=0.4, r1=0.3, fill=ERASE_FILL, attempts=100) -> torch.Tensor:
     if _rand() >= p:
         return img
-    c, h, w = img.shape
+    c, h, w = img.shape[-3:]
     for _ in range(attempts):
         area = h * w * (sl + (sh - sl) * _rand())
         aspect = r1 + (1 / r1 - r1) * _rand()
@@ -50,7 +61,7 @@ def random_erase(img: torch.Tensor, p: float, sl=0.02, sh=0.4, r1=0.3, fill=ERAS
             y = int(_rand() * (h - eh))
             x = int(_rand() * (w - ew))
             img = img.clone()
-            img[:, y : y + eh, x : x + ew] = torch.tensor(fill[:c], dtype=img.dtype)[:, None, None]
+            img[..., y : y + eh, x : x + ew] = torch.tensor(fill[:c], dtype=img.dtype)[:, None, None]
             return img
     return img
 
@@ -63,9 +74,8 @@ class TrainTransform:
     def __init__(self, height: int, width: int, crop_p: float = 0.5, flip_p: float = 0.5, erase_p: float = 0.5):
         self.size, self.crop_p, self.flip_p, self.erase_p = [height, width], crop_p, flip_p, erase_p
 
-    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
-        img = TF.resize(to_tensor(rgb), self.size, antialias=True)
-        img = random_crop_enlarged(img, self.crop_p)
+    def __call__(self, rgb: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        img = random_crop_enlarged(resized(rgb, self.size), self.crop_p)
         if _rand() < self.flip_p:
             img = TF.horizontal_flip(img)
         return random_erase(normalise(img), self.erase_p)
@@ -75,5 +85,5 @@ class TestTransform:
     def __init__(self, height: int, width: int):
         self.size = [height, width]
 
-    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
-        return normalise(TF.resize(to_tensor(rgb), self.size, antialias=True))
+    def __call__(self, rgb: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        return normalise(resized(rgb, self.size))

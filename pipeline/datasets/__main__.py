@@ -11,6 +11,7 @@ import sys
 
 from ..cli import reports_user_errors
 from . import LAYOUT_DIRS, REGISTRY, load
+from .base import summary_table
 from .counts import compare_counts
 
 
@@ -28,12 +29,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{fmt:<14} <root>/{LAYOUT_DIRS[fmt]}")
         return 0
     data = load(a.format, a.root)
-    print(f"{a.format} at {a.root}: clothes labels {'yes' if data.has_clothes else 'no'}")
-    print(f"{'split':<16} {'ids':>6} {'images':>8} {'clothes':>8} {'cameras':>8}")
-    for split, s in data.summary().items():
-        print(f"{split:<16} {s['ids']:>6} {s['images']:>8} {s['clothes']:>8} {s['cameras']:>8}")
-    for p in data.protocols:
-        print(f"protocol {p.name}: {p.query} vs {p.gallery} ({p.mode})")
+    print(f"{a.format} at {a.root}")
+    print(summary_table(data), end="")
     problems = compare_counts(data)
     for w in problems:
         print(f"warning: {w}")

@@ -18,10 +18,11 @@ class DatasetLayoutError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    path: str  # relative to the dataset root, '/'-separated
+    path: str  # relative to the dataset root, '/'-separated; a tracklet's folder for video datasets
     pid: int
     camid: int
     clothes_id: int
+    frames: tuple[str, ...] = ()  # video: the tracklet's frames in temporal order, relative to the root
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,10 @@ class DatasetSplits:
     format: str
     splits: dict[str, list[Sample]]
     protocols: list[Protocol]
-    has_clothes: bool = True
+    has_clothes: bool = True  # training samples carry clothes labels (what clothes-based methods need)
     notes: list[str] = field(default_factory=list)
+    clothes_labels: str = "annotated"  # where clothes ids come from: said, never implied
+    video: dict | None = None  # video datasets: the test clip construction (reference.md §2.4)
 
     @property
     def train(self) -> list[Sample]:
@@ -80,12 +83,45 @@ def pid2clothes(train: list[Sample]) -> np.ndarray:
 
 
 def summarise(samples: list[Sample]) -> dict[str, int]:
-    return {
+    out = {
         "ids": len({s.pid for s in samples}),
-        "images": len(samples),
-        "clothes": len({s.clothes_id for s in samples}),
+        "images": sum(len(s.frames) for s in samples) if samples and samples[0].frames else len(samples),
+        "clothes": len({s.clothes_id for s in samples} - {NO_CLOTHES}),
         "cameras": len({s.camid for s in samples}),
     }
+    if samples and samples[0].frames:
+        out["tracklets"] = len(samples)
+    return out
+
+
+def summary_table(data: DatasetSplits) -> str:
+    """The per-split summary as the CLIs print it (and the lists step saves it)."""
+    video = data.video is not None
+    lines = [f"{data.format}: clothes labels: {data.clothes_labels if data.has_clothes else 'none'}",
+             f"{'split':<16} {'ids':>6} {'tracklets':>9} {'images':>8} {'clothes':>8} {'cameras':>8}" if video else
+             f"{'split':<16} {'ids':>6} {'images':>8} {'clothes':>8} {'cameras':>8}"]
+    for split, s in data.summary().items():
+        tracklets = f" {s['tracklets']:>9}" if video else ""
+        lines.append(f"{split:<16} {s['ids']:>6}{tracklets} {s['images']:>8} {s['clothes']:>8} {s['cameras']:>8}")
+    lines += [f"protocol {p.name}: {p.query} vs {p.gallery} ({p.mode})" for p in data.protocols]
+    return "\n".join(lines) + "\n"
+
+
+def listed_files(samples: list[Sample]) -> list[str]:
+    """The image files a split names: each image, or each tracklet's frames."""
+    return [f for s in samples for f in (s.frames or (s.path,))]
+
+
+def check_no_duplicates(data: DatasetSplits) -> None:
+    """An image listed twice (within or across splits) would be trained on twice or leak between train
+    and test; stop with both places named."""
+    seen: dict[str, str] = {}
+    for split, samples in data.splits.items():
+        for path in listed_files(samples):
+            if path in seen:
+                where = f"twice in {split}" if seen[path] == split else f"in both {seen[path]} and {split}"
+                raise DatasetLayoutError(f"{path}: listed {where} ({data.format})")
+            seen[path] = split
 
 
 def image_files(directory: Path) -> list[Path]:
@@ -151,4 +187,6 @@ def load(fmt: str, root: str | Path) -> DatasetSplits:
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: dataset root does not exist (format {fmt!r})")
-    return REGISTRY[fmt](root)
+    data = REGISTRY[fmt](root)
+    check_no_duplicates(data)
+    return data

@@ -34,7 +34,11 @@ def build_pooling(name: str) -> tuple[nn.Module, int]:
 
 
 class FeatureNet(nn.Module):
-    """Image -> BN feature f (the feature used by classifiers, triplet loss and testing)."""
+    """Image -> BN feature f (the feature used by classifiers, triplet loss and testing).
+
+    A clip (B×T×C×H×W) runs through the same 2-D trunk frame by frame; the pooled frame features are
+    averaged over time before the BN: CAL's C2D video model (reference.md §3.7) with pooling 'max'.
+    """
 
     def __init__(self, backbone: str = "resnet50", pretrained: str = "none", last_stride: int = 1, pooling: str = "maxavg"):
         super().__init__()
@@ -46,6 +50,9 @@ class FeatureNet(nn.Module):
         nn.init.zeros_(self.bn.bias)
 
     def forward(self, x):
+        if x.dim() == 5:
+            b, t = x.shape[:2]
+            return self.bn(self.pool(self.trunk(x.flatten(0, 1))).flatten(1).view(b, t, -1).mean(1))
         return self.bn(self.pool(self.trunk(x)).flatten(1))
 
 
