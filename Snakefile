@@ -1,4 +1,4 @@
-# ccreid: raw datasets -> lists -> images.h5 -> train -> evaluate (see README.md and design.md).
+# ccreid: raw datasets -> lists -> images.h5 -> preprocessing stores -> train -> evaluate (README.md, design.md).
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -17,6 +17,7 @@ wildcard_constraints:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/stages.smk"
 include: "rules/train.smk"
 
 

@@ -99,6 +99,11 @@ class ImagePack:
             raise KeyError(f"{self.path}: {len(missing)} listed images are not in the pack, e.g. {missing[0]}; rebuild it")
         return np.array([self.index[p] for p in paths], np.int64)
 
+    def sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(height, width) of every image, in manifest order."""
+        with h5py.File(self.path, "r") as f:
+            return f["height"][:], f["width"][:]
+
     def encoded(self, i: int) -> np.ndarray:
         return self._dataset()[i]
 

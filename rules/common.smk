@@ -1,4 +1,5 @@
 # Helpers shared by the rules: configuration look-ups only (no torch imports here).
+import json
 from pathlib import Path
 
 import yaml
@@ -34,8 +35,75 @@ def method_overrides(wildcards):
 
 
 def required_stores(wildcards):
-    # stages arrive in later issues; a method that requires one cannot be wired yet
+    """The stores of the configured backends for every stage the method declares it requires."""
     needed = method_requires(wildcards.method)
-    if needed:
-        raise ValueError(f"method {wildcards.method} requires stages {needed}, which this workflow does not build yet")
-    return []
+    unknown = [s for s in needed if s not in config.get("stages", {})]
+    if unknown:
+        raise ValueError(f"method {wildcards.method} requires stages {unknown}, which config.yaml does not configure")
+    return {s: store_path(wildcards.dataset, s) for s in needed}
+
+
+def store_args(wildcards, input):
+    return " ".join(f"--store {s}={input[s]}" for s in method_requires(wildcards.method))
+
+
+# --- preprocessing stages ----------------------------------------------------------------------------
+
+def stage_backend(stage):
+    return config["stages"][stage]["backend"]
+
+
+def backend_cfg(stage, backend):
+    spec = config.get("backends", {}).get(stage, {})
+    if backend not in spec:
+        raise ValueError(f"backend {backend!r} of stage {stage} is not configured under backends.{stage} "
+                         f"in config/config.yaml (configured: {', '.join(sorted(spec))})")
+    return spec[backend]
+
+
+def store_path(dataset, stage, backend=None):
+    return f"data/derived/{dataset}/{stage}/{backend or stage_backend(stage)}.h5"
+
+
+def backend_params(wildcards):
+    return json.dumps(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}), sort_keys=True)
+
+
+def groundtruth_file(dataset):
+    return str(Path(dataset_cfg(dataset)["root"]) / "groundtruth" / "groundtruth.h5")
+
+
+def model_file(wildcards):
+    """The file a backend loads: the synthetic ground truth, or weights that must already be there
+    (checked while the DAG is built, so a missing file stops the run before any work)."""
+    if wildcards.backend == "groundtruth":
+        if "synthetic" not in dataset_cfg(wildcards.dataset):
+            raise ValueError(f"the groundtruth backend reads the synthetic dataset's truth; {wildcards.dataset} has none")
+        return groundtruth_file(wildcards.dataset)
+    spec = backend_cfg(wildcards.stage, wildcards.backend)
+    path = spec.get("model_file")
+    if path and not Path(path).is_file():
+        raise ValueError(f"{path}: weights for {wildcards.stage} backend {wildcards.backend} are missing. "
+                         f"Download them from {spec.get('url', '(see README, Weights)')} to that path "
+                         f"(expected sha256 {spec.get('sha256', 'not recorded')}).")
+    return path or ""
+
+
+def model_input(wildcards):
+    # the synthetic truth lives inside the generated dataset directory: depend on that directory
+    if wildcards.backend == "groundtruth":
+        model_file(wildcards)
+        return raw_input(wildcards)
+    return [model_file(wildcards)] if model_file(wildcards) else []
+
+
+def input_stores(wildcards):
+    """Stores a backend reads: grabcut's keypoint seeds (when on), the parsing backend's parsing store."""
+    spec = backend_cfg(wildcards.stage, wildcards.backend)
+    return [store_path(wildcards.dataset, s) for s in spec.get("inputs", [])]
+
+
+def stage_shards(wildcards):
+    n = int(config.get("shards", {}).get(wildcards.stage, 1))
+    return [f"data/derived/{wildcards.dataset}/{wildcards.stage}/{wildcards.backend}.shards/{k}-of-{n}.h5"
+            for k in range(n)]

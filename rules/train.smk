@@ -3,10 +3,10 @@
 
 rule train:
     input:
+        unpack(required_stores),
         images=rules.pack.output[0],
         protocol=rules.lists.output.protocol,
         method_config="config/methods/{method}.yaml",
-        stores=required_stores,
     output:
         model="results/{dataset}/{method}/model.pt",
     params:
@@ -15,6 +15,7 @@ rule train:
         device=config.get("device", "auto"),
         lists=lambda w, input: str(Path(input.protocol).parent),
         outdir=lambda w, output: str(Path(output.model).parent),
+        stores=store_args,
     log:
         "logs/{dataset}/{method}/train.log",
     benchmark:
@@ -24,7 +25,7 @@ rule train:
         "../envs/ccreid.yaml"
     shell:
         "python -m trainer.train --method-config {input.method_config} --scale {params.scale} "
-        "{params.overrides} --lists {params.lists} --images {input.images} --out {params.outdir} "
+        "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} --out {params.outdir} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 

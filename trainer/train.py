@@ -21,6 +21,7 @@ from pipeline.cli import reports_user_errors
 from pipeline.datasets.base import pid2clothes
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol, read_split
+from pipeline.stages.store import Store
 
 from . import distributed as D
 from .config import config_hash, load_method_config
@@ -34,7 +35,21 @@ from .samplers import IdentitySampler
 from .transforms import TrainTransform
 
 
-def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "auto") -> Path:
+def store_provenance(stores: dict[str, str], manifest_sha256: str) -> dict:
+    """Open each preprocessing store the method requires (refusing one made for another image pack) and
+    describe what produced it, for model.pt."""
+    out = {}
+    for stage, path in stores.items():
+        with Store(path, manifest_sha256) as store:
+            if store.attrs["stage"] != stage:
+                raise ValueError(f"{path}: a {store.attrs['stage']} store given as {stage}")
+            out[stage] = {"path": str(path), **{k: str(store.attrs[k]) for k in
+                          ("backend", "backend_version", "params", "weights_sha256", "created")}}
+    return out
+
+
+def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "auto",
+          stores: dict[str, str] | None = None) -> Path:
     device = pick_device(device_name)
     if device.type == "cuda" and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -50,6 +65,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     p2c = pid2clothes(train_samples) if meta["has_clothes"] else None
     d = cfg["data"]
     pack = ImagePack(images)
+    preprocessing = store_provenance(stores or {}, pack.manifest_sha256)
     aug = d["augment"]
     transform = TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"])
     if meta.get("video"):
@@ -84,6 +100,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
                         "train_epoch_seconds": sum(json.loads(line)["seconds"] for line in
                                                    (out / "history.jsonl").read_text().splitlines()),
                         "git_commit": git_commit(Path(__file__).parent), "device": str(device),
+                        "preprocessing": preprocessing,
                         "world_size": D.world_size()}, tmp)
     if D.is_distributed():
         torch.distributed.barrier()
@@ -100,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. epochs=3")
     ap.add_argument("--lists", required=True)
     ap.add_argument("--images", required=True)
+    ap.add_argument("--store", action="append", default=[], metavar="STAGE=PATH",
+                    help="a preprocessing store the method requires, e.g. keypoints=data/derived/prcc/keypoints/mediapipe.h5")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -111,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") == "0":
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    path = train(cfg, a.lists, a.images, out, a.device)
+    bad = [s for s in a.store if "=" not in s]
+    if bad:
+        raise ValueError(f"--store {bad[0]!r}: expected STAGE=PATH")
+    path = train(cfg, a.lists, a.images, out, a.device, dict(s.split("=", 1) for s in a.store))
     print(f"wrote {path}")
     return 0
 

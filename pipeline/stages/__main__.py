@@ -1,0 +1,163 @@
+"""python -m pipeline.stages run --stage S --backend B --images images.h5 --shard K --num-shards N --out shard.h5
+                          [--params JSON] [--model-file F] [--input-store STORE ...]
+python -m pipeline.stages merge --images images.h5 --out store.h5 --summary summary.json SHARD ...
+python -m pipeline.stages export-alphapose --store keypoints.h5 --images images.h5 --out alphapose-results.json
+python -m pipeline.stages quality --store STORE --images images.h5 --groundtruth groundtruth.h5
+python -m pipeline.stages backends
+
+`run` computes one shard of a stage; `merge` joins the shards into the store aligned to images.h5 and
+writes the found-rate summary; `export-alphapose` writes AlphaPose's own results format (reference.md §5.5).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..atomic import write_text
+from ..cli import reports_user_errors
+from ..imagepack import ImagePack
+from .backends import BACKENDS, Item, build
+from .store import Store, merge, shard_indices, write_shard
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model_file(path: str, expected_sha256: str | None) -> str:
+    """The file's sha256, after checking that it exists and, when a checksum is configured, matches it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: model file missing (see the README's Weights table for where to get it)")
+    actual = file_sha256(path)
+    if expected_sha256 and actual != expected_sha256:
+        raise ValueError(f"{path}: sha256 {actual}, expected {expected_sha256}; the file is corrupt or another "
+                         f"release (see the README's Weights table)")
+    return actual
+
+
+def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int, out: str, params: dict,
+        model_file: str | None = None, input_stores: tuple[str, ...] = (), progress: bool | None = None,
+        expected_sha256: str | None = None) -> int:
+    """Compute one shard; returns how many of its images were found."""
+    weights_sha256 = check_model_file(model_file, expected_sha256) if model_file else ""
+    pack = ImagePack(images)
+    backend = build(stage, backend_name, params, model_file)
+    stores = [Store(p, pack.manifest_sha256) for p in input_stores]
+    inputs = {s.attrs["stage"]: s for s in stores}
+    missing = [s for s in backend.input_stages if s not in inputs and s not in backend.optional_inputs]
+    if missing:
+        raise ValueError(f"{stage} backend {backend_name!r} needs a {missing[0]} store (--input-store)")
+    fields = {name: json.loads(s.attrs["fields"]) for name, s in inputs.items()}
+    indices = shard_indices(len(pack), shard, num_shards)
+    records = []
+    t0 = time.time()
+    try:
+        for i in tqdm(indices, desc=f"{stage}/{backend_name} shard {shard + 1}/{num_shards}",
+                      disable=None if progress is None else not progress):
+            item = Item(int(i), pack.paths[i], {name: {f: s[f][i] for f in fields[name]} for name, s in inputs.items()})
+            records.append(backend(pack.image(int(i)), item))
+    finally:
+        backend.close()
+        for s in stores:
+            s.close()
+    write_shard(out, indices, records, {
+        "stage": stage, "backend": backend_name, "backend_version": backend.version,
+        "params": json.dumps(backend.params, sort_keys=True),
+        "weights_sha256": weights_sha256,
+        "inputs": json.dumps({name: {"backend": s.attrs["backend"], "params": s.attrs["params"]}
+                              for name, s in inputs.items()}, sort_keys=True),
+        "manifest_sha256": pack.manifest_sha256, "seconds": time.time() - t0})
+    return int(sum(bool(r["found"]) for r in records))
+
+
+def alphapose_results(store: Store, pack: ImagePack) -> list[dict]:
+    """AlphaPose's alphapose-results.json entries for every found image. The whole crop is the person
+    box (box score 1), so score = mean(joint scores) + 1 + 1.25·max(joint scores), AlphaPose's formula.
+    image_id is the path relative to the dataset root (AlphaPose writes the basename, which repeats
+    across identity folders in ReID datasets)."""
+    keypoints, found = store["keypoints"][:], store["found"][:]
+    height, width = pack.sizes()
+    out = []
+    for i in np.flatnonzero(found):
+        kp = keypoints[i]
+        out.append({"image_id": pack.paths[i], "category_id": 1,
+                    "keypoints": [round(float(v), 3) for v in kp.ravel()],
+                    "score": round(float(kp[:, 2].mean() + 1.0 + 1.25 * kp[:, 2].max()), 4),
+                    "box": [0.0, 0.0, float(width[i]), float(height[i])]})
+    return out
+
+
+@reports_user_errors
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.stages", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="compute one shard of a stage")
+    r.add_argument("--stage", required=True)
+    r.add_argument("--backend", required=True)
+    r.add_argument("--images", required=True)
+    r.add_argument("--shard", type=int, default=0)
+    r.add_argument("--num-shards", type=int, default=1)
+    r.add_argument("--out", required=True)
+    r.add_argument("--params", default="{}", help="backend parameters as JSON")
+    r.add_argument("--model-file", default=None, help="weights (or the synthetic ground truth) the backend loads")
+    r.add_argument("--sha256", default=None, help="the model file's expected sha256: checked before any work")
+    r.add_argument("--input-store", action="append", default=[], help="a store the backend reads")
+    m = sub.add_parser("merge", help="join shards into the store")
+    m.add_argument("--images", required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--summary", required=True)
+    m.add_argument("shards", nargs="+")
+    e = sub.add_parser("export-alphapose", help="write alphapose-results.json from a keypoints store")
+    e.add_argument("--store", required=True)
+    e.add_argument("--images", required=True)
+    e.add_argument("--out", required=True)
+    q = sub.add_parser("quality", help="compare a store with the synthetic ground truth")
+    q.add_argument("--store", required=True)
+    q.add_argument("--images", required=True)
+    q.add_argument("--groundtruth", required=True)
+    sub.add_parser("backends", help="list stages and backends")
+    a = ap.parse_args(argv)
+    if a.command == "backends":
+        from . import keypoints, silhouettes  # noqa: F401
+
+        for (stage, name), cls in sorted(BACKENDS.items()):
+            print(f"{stage:<12} {name:<12} params {json.dumps(cls.defaults)}")
+        return 0
+    if a.command == "run":
+        found = run(a.stage, a.backend, a.images, a.shard, a.num_shards, a.out, json.loads(a.params), a.model_file,
+                    tuple(a.input_store), expected_sha256=a.sha256)
+        print(f"{a.stage}/{a.backend} shard {a.shard + 1}/{a.num_shards}: found {found}")
+        return 0
+    if a.command == "quality":
+        from .quality import quality
+
+        print(json.dumps(quality(a.store, a.images, a.groundtruth), indent=2))
+        return 0
+    pack = ImagePack(a.images)
+    if a.command == "merge":
+        summary = merge(a.shards, a.out, len(pack), pack.manifest_sha256)
+        write_text(a.summary, json.dumps(summary, indent=2) + "\n")
+        print(f"{summary['stage']}/{summary['backend']}: found {summary['found']} of {summary['images']} images "
+              f"({100 * summary['found_rate']:.1f}%) -> {a.out}")
+        return 0
+    with Store(a.store, pack.manifest_sha256) as store:
+        if store.attrs["stage"] != "keypoints":
+            raise ValueError(f"{a.store}: a {store.attrs['stage']} store, not keypoints")
+        write_text(a.out, json.dumps(alphapose_results(store, pack)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The backend contract shared by every preprocessing stage, and the registry that names backends.
+
+A backend is built from plain arguments (its params, the file it loads, the input stores it reads) and
+turns one RGB image into one record: a dict of fields that always includes `found`. Parameters are
+checked against the backend's defaults, so a misspelt key is an error naming it, never ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BACKENDS: dict[tuple[str, str], type["Backend"]] = {}
+STAGES = ("keypoints", "silhouettes")
+
+
+@dataclass
+class Item:
+    """What a backend may know about the image besides its pixels."""
+
+    index: int  # row in images.h5
+    path: str  # relative to the dataset root
+    inputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # stage -> this image's record
+
+
+class Backend:
+    stage: str = ""
+    name: str = ""
+    defaults: dict = {}
+    needs_file: bool = False  # weights (or the synthetic ground truth) the backend loads
+    input_stages: tuple[str, ...] = ()  # stores it reads, by stage name
+    optional_inputs: tuple[str, ...] = ()  # of those, the ones it can do without
+
+    def __init__(self, params: dict | None = None, model_file: str | None = None):
+        params = params or {}
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"{self.stage} backend {self.name!r}: unknown parameter(s) {unknown}; "
+                             f"known: {sorted(self.defaults)}")
+        self.params = {**self.defaults, **params}
+        if self.needs_file and not model_file:
+            raise ValueError(f"{self.stage} backend {self.name!r} needs its model file (--model-file)")
+        self.model_file = model_file
+
+    @property
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release native resources (detector graphs)."""
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    BACKENDS[(cls.stage, cls.name)] = cls
+    return cls
+
+
+def build(stage: str, name: str, params: dict | None = None, model_file: str | None = None) -> Backend:
+    from . import keypoints, silhouettes  # noqa: F401  (register the backends)
+
+    if (stage, name) not in BACKENDS:
+        known = sorted(n for s, n in BACKENDS if s == stage)
+        raise ValueError(f"unknown {stage} backend {name!r}; available: {', '.join(known)}")
+    return BACKENDS[(stage, name)](params, model_file)
+

@@ -1,0 +1,87 @@
+"""Keypoint backends: COCO-17 (reference.md §5.5 order), x, y in original pixels and a score per joint.
+
+- `mediapipe`: the BlazePose model bundled in the mediapipe wheel (33 landmarks mapped to COCO-17), the
+  offline default. ReID crops are small, so the image is upscaled before detection (param `upscale`).
+- `groundtruth`: the synthetic dataset's own keypoints, for testing downstream logic; never a detector.
+"""
+from __future__ import annotations
+
+import cv2
+import h5py
+import numpy as np
+
+from .backends import Backend, Item, register
+
+COCO17 = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+          "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+          "right_knee", "left_ankle", "right_ankle")
+# BlazePose landmark index of each COCO-17 joint (mediapipe's PoseLandmark enum)
+BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+# COCO limbs, used to draw skeletons and to seed silhouettes
+SKELETON = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14),
+            (14, 16), (0, 1), (0, 2), (1, 3), (2, 4))
+
+
+def not_found() -> dict:
+    return {"keypoints": np.zeros((17, 3), np.float32), "found": np.bool_(False)}
+
+
+@register
+class MediaPipePose(Backend):
+    stage, name = "keypoints", "mediapipe"
+    defaults = {"upscale": 2.0, "min_detection_confidence": 0.5}
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        from mediapipe.python.solutions import pose
+
+        # model_complexity 1 is the model inside the wheel (0 and 2 would be downloaded)
+        self.detector = pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False,
+                                  min_detection_confidence=self.params["min_detection_confidence"])
+
+    @property
+    def version(self) -> str:
+        import mediapipe
+
+        return f"mediapipe {mediapipe.__version__} BlazePose (complexity 1)"
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        h, w = image.shape[:2]
+        scale = self.params["upscale"]
+        big = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) if scale != 1 else image
+        result = self.detector.process(np.ascontiguousarray(big))
+        if result.pose_landmarks is None:
+            return not_found()
+        marks = result.pose_landmarks.landmark
+        # landmarks are normalised to the (upscaled) image, so w and h map them back to original pixels
+        kp = np.array([(marks[i].x * w, marks[i].y * h, marks[i].visibility) for i in BLAZEPOSE_TO_COCO], np.float32)
+        return {"keypoints": kp, "found": np.bool_(True)}
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+@register
+class GroundTruthKeypoints(Backend):
+    """The synthetic dataset's truth (score 1 where the joint is in the image, else 0)."""
+
+    stage, name = "keypoints", "groundtruth"
+    needs_file = True  # <synthetic root>/groundtruth/groundtruth.h5
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        with h5py.File(self.model_file, "r") as f:
+            self.row = {p.decode() if isinstance(p, bytes) else p: i for i, p in enumerate(f["path"][:])}
+            self.truth = f["keypoints"][:]
+
+    @property
+    def version(self) -> str:
+        return "ccreid synthetic ground truth"
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        if item.path not in self.row:
+            raise KeyError(f"{self.model_file}: no ground truth for {item.path}")
+        truth = self.truth[self.row[item.path]]
+        kp = truth.copy()
+        kp[:, 2] = (truth[:, 2] > 0).astype(np.float32)
+        return {"keypoints": kp.astype(np.float32), "found": np.bool_(kp[:, 2].any())}

@@ -1,0 +1,66 @@
+# images.h5 -> one preprocessing store per stage and backend, computed as shards and merged.
+# One pair of rules serves every stage: the stage and backend are wildcards, so a backend's parameters
+# (params:), its weights and the stores it reads (input:) decide exactly what reruns.
+
+
+rule stage_shard:
+    input:
+        images=rules.pack.output[0],
+        model=model_input,
+        stores=input_stores,
+    output:
+        temp("data/derived/{dataset}/{stage}/{backend}.shards/{shard}-of-{n}.h5"),
+    params:
+        backend_params=backend_params,
+        model_file=lambda w: f"--model-file {model_file(w)}" if model_file(w) else "",
+        sha256=lambda w: f"--sha256 {backend_cfg(w.stage, w.backend)['sha256']}"
+        if backend_cfg(w.stage, w.backend).get("sha256") else "",
+        stores=lambda w, input: " ".join(f"--input-store {s}" for s in input.stores),
+    log:
+        "logs/{dataset}/{stage}/{backend}.{shard}-of-{n}.log",
+    benchmark:
+        "logs/{dataset}/{stage}/{backend}.{shard}-of-{n}.benchmark.tsv"
+    wildcard_constraints:
+        stage="keypoints|silhouettes",
+        shard="[0-9]+",
+        n="[0-9]+",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m pipeline.stages run --stage {wildcards.stage} --backend {wildcards.backend} "
+        "--images {input.images} --shard {wildcards.shard} --num-shards {wildcards.n} "
+        "--params '{params.backend_params}' {params.model_file} {params.sha256} {params.stores} "
+        "--out {output} > {log} 2>&1"
+
+
+rule stage_merge:
+    input:
+        images=rules.pack.output[0],
+        shards=stage_shards,
+    output:
+        store="data/derived/{dataset}/{stage}/{backend}.h5",
+        summary="data/derived/{dataset}/{stage}/{backend}.summary.json",
+    log:
+        "logs/{dataset}/{stage}/{backend}.merge.log",
+    wildcard_constraints:
+        stage="keypoints|silhouettes",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m pipeline.stages merge --images {input.images} --out {output.store} "
+        "--summary {output.summary} {input.shards} > {log} 2>&1"
+
+
+rule alphapose_export:
+    input:
+        images=rules.pack.output[0],
+        store="data/derived/{dataset}/keypoints/{backend}.h5",
+    output:
+        "data/derived/{dataset}/keypoints/{backend}.alphapose-results.json",
+    log:
+        "logs/{dataset}/keypoints/{backend}.alphapose-export.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m pipeline.stages export-alphapose --store {input.store} --images {input.images} "
+        "--out {output} > {log} 2>&1"
