@@ -1,0 +1,96 @@
+"""Preprocessing backends on this machine: throughput, quality against the synthetic truth, and sharding.
+
+python benchmarks/bench_stages.py [--ids 24] [--images-per-camera 3] [--backends ...]
+
+Generates a synthetic dataset (fixed seed), packs it, then for each backend runs the stage CLI as one
+shard and reports images/s, found rate and quality (silhouette IoU, keypoint PCK@0.1 of person height).
+Finally it times GrabCut as 1 shard in one process against 2 shards in two processes at once (the
+baseline and the sharded run measured in the same invocation) and prints the speed-up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BACKENDS = [("keypoints", "groundtruth"), ("keypoints", "mediapipe"), ("silhouettes", "grabcut"),
+            ("silhouettes", "mediapipe"), ("silhouettes", "groundtruth")]
+
+
+def cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.stages", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode:
+            raise SystemExit(f"stage run failed:\n{err[-2000:]}")
+
+
+def stage_args(work: Path, stage: str, backend: str, shard: int, shards: int, out: Path) -> list[str]:
+    args = ["run", "--stage", stage, "--backend", backend, "--images", str(work / "images.h5"), "--shard", str(shard),
+            "--num-shards", str(shards), "--out", str(out)]
+    if backend == "groundtruth":
+        args += ["--model-file", str(work / "raw/groundtruth/groundtruth.h5")]
+    if (stage, backend) == ("silhouettes", "grabcut"):
+        args += ["--input-store", str(work / "keypoints-mediapipe.h5")]
+    return args
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ids", type=int, default=24, help="identities (train + test) of the synthetic set")
+    ap.add_argument("--images-per-camera", type=int, default=3)
+    a = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    from pipeline.imagepack import ImagePack
+    from pipeline.stages.quality import quality
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        test_ids = max(2, a.ids // 3)
+        subprocess.run([sys.executable, "-m", "pipeline.synthetic", "--out", str(work / "raw"), "--seed", "11",
+                        "--train-ids", str(a.ids - test_ids), "--test-ids", str(test_ids), "--val-ids", "0",
+                        "--images-per-camera", str(a.images_per_camera), "--jobs", "2"], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "pipeline.lists", "--format", "prcc", "--root", str(work / "raw"),
+                        "--out", str(work / "lists"), "--no-count-check"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "pipeline.pack", "--lists", str(work / "lists"), "--root",
+                        str(work / "raw"), "--out", str(work / "images.h5")], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        n = len(ImagePack(work / "images.h5"))
+        print(f"{n} synthetic images, 1 process each (CPU: {subprocess.getoutput('nproc')} cores)\n")
+        print(f"{'stage':<12} {'backend':<12} {'img/s':>7} {'found':>7}  quality vs ground truth")
+        for stage, backend in BACKENDS:
+            shard = work / f"{stage}-{backend}.shard.h5"
+            t0 = time.perf_counter()
+            wait(cli(*stage_args(work, stage, backend, 0, 1, shard)))
+            seconds = time.perf_counter() - t0  # includes start-up and model loading, as a rule's job does
+            wait(cli("merge", "--images", str(work / "images.h5"), "--out", str(work / f"{stage}-{backend}.h5"),
+                     "--summary", str(work / "summary.json"), str(shard)))
+            q = quality(str(work / f"{stage}-{backend}.h5"), str(work / "images.h5"),
+                        str(work / "raw/groundtruth/groundtruth.h5"))
+            score = (f"PCK@0.1 {q['pck@0.1']:.3f} (on found images {q['pck@0.1_found']:.3f})" if stage == "keypoints"
+                     else f"mean IoU {q['mean_iou']:.3f}")
+            print(f"{stage:<12} {backend:<12} {n / seconds:>7.1f} {q['found_rate']:>7.1%}  {score}")
+
+        print("\nsharding: GrabCut (seeded by mediapipe keypoints) over all images")
+        t0 = time.perf_counter()
+        wait(cli(*stage_args(work, "silhouettes", "grabcut", 0, 1, work / "one.h5")))
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        wait(*[cli(*stage_args(work, "silhouettes", "grabcut", k, 2, work / f"two{k}.h5")) for k in range(2)])
+        two = time.perf_counter() - t0
+        print(f"1 shard, 1 process:    {one:6.1f} s")
+        print(f"2 shards, 2 processes: {two:6.1f} s   speed-up {one / two:.2f}x")
+        print(json.dumps({"images": n, "one_shard_s": round(one, 2), "two_shards_s": round(two, 2)}))
+
+
+if __name__ == "__main__":
+    main()
