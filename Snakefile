@@ -13,6 +13,7 @@ validate(config, "config/schema.yaml")
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     method="[A-Za-z0-9_-]+",
+    backend="[A-Za-z0-9_-]+",
 
 
 include: "rules/common.smk"
