@@ -4,6 +4,9 @@ python benchmarks/bench_stages.py [--ids 24] [--images-per-camera 3] [--backends
 
 Generates a synthetic dataset (fixed seed), packs it, then for each backend runs the stage CLI as one
 shard and reports images/s, found rate and quality (silhouette IoU, keypoint PCK@0.1 of person height).
+The weight-loading backends run with random weights in the official format (no checkpoints are
+downloadable here): their speed is real, their quality is not, so it is not printed. SAM vit_b is timed on
+a few images through the backend directly (about 20 s each on this CPU).
 Finally it times GrabCut as 1 shard in one process against 2 shards in two processes at once (the
 baseline and the sharded run measured in the same invocation) and prints the speed-up.
 """
@@ -44,6 +47,34 @@ def stage_args(work: Path, stage: str, backend: str, shard: int, shards: int, ou
     return args
 
 
+def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
+    import numpy as np
+    import torch
+
+    from pipeline.imagepack import ImagePack
+    from pipeline.stages.backends import Item, build
+    from pipeline.stages.fastpose import FastPose
+    from pipeline.stages.silhouettes import sam_architecture
+
+    print("\nrandom weights in the official formats (speed only):")
+    torch.save(FastPose().state_dict(), work / "fast_res50_256x192.pth")
+    args = stage_args(work, "keypoints", "alphapose", 0, 1, work / "ap.shard.h5")
+    args += ["--model-file", str(work / "fast_res50_256x192.pth"), "--params", '{"device": "cpu"}']
+    t0 = time.perf_counter()
+    wait(cli(*args))
+    print(f"{'keypoints':<12} {'alphapose':<12} {n / (time.perf_counter() - t0):>7.1f} img/s  (FastPose, CLI, {n} images)")
+    for model_type, count in (("tiny", 20), ("vit_b", sam_images)):
+        torch.save(sam_architecture(model_type).state_dict(), work / f"sam_{model_type}.pth")
+        backend = build("silhouettes", "sam", {"model_type": model_type, "device": "cpu"}, str(work / f"sam_{model_type}.pth"))
+        pack = ImagePack(work / "images.h5")
+        kp = {"keypoints": np.tile([[30.0, 60.0, 0.9]], (17, 1)).astype(np.float32), "found": np.bool_(True)}
+        t0 = time.perf_counter()
+        for i in range(count):
+            backend(pack.image(i), Item(i, pack.paths[i], {"keypoints": kp}))
+        print(f"{'silhouettes':<12} {'sam ' + model_type:<12} {count / (time.perf_counter() - t0):>7.2f} img/s  "
+              f"(backend call, {count} images{', a test-only size' if model_type == 'tiny' else ''})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ids", type=int, default=24, help="identities (train + test) of the synthetic set")
@@ -79,6 +110,8 @@ def main() -> None:
             score = (f"PCK@0.1 {q['pck@0.1']:.3f} (on found images {q['pck@0.1_found']:.3f})" if stage == "keypoints"
                      else f"mean IoU {q['mean_iou']:.3f}")
             print(f"{stage:<12} {backend:<12} {n / seconds:>7.1f} {q['found_rate']:>7.1%}  {score}")
+
+        random_weight_backends(work, n)
 
         print("\nsharding: GrabCut (seeded by mediapipe keypoints) over all images")
         t0 = time.perf_counter()

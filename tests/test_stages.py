@@ -284,3 +284,14 @@ def test_sam_runs_through_the_checkpoint_path_and_follows_keypoint_prompts(tmp_p
     with pytest.raises(ValueError, match="not a SAM vit_b checkpoint"):
         load_sam("vit_b", str(tmp_path / "sam_tiny.pth"), "cpu")
     assert "image_encoder.patch_embed.proj.weight" in sam_architecture("vit_b").state_dict()
+
+
+def test_grabcut_seeded_by_mediapipe_finds_a_real_person():
+    image = grace_hopper()
+    pose = build("keypoints", "mediapipe")
+    kp = pose(image, Item(0, "grace_hopper.jpg"))
+    pose.close()
+    out = build("silhouettes", "grabcut")(image, Item(0, "grace_hopper.jpg", {"keypoints": kp}))
+    mask = cv2.imdecode(out["mask_png"], cv2.IMREAD_UNCHANGED) > 0
+    nose = kp["keypoints"][0]
+    assert mask[int(nose[1]), int(nose[0])] and 0.2 < mask.mean() < 0.95
