@@ -66,3 +66,52 @@ def build(stage: str, name: str, params: dict | None = None, model_file: str | N
         raise ValueError(f"unknown {stage} backend {name!r}; available: {', '.join(known)}")
     return BACKENDS[(stage, name)](params, model_file)
 
+
+
+class GroundTruth:
+    """The synthetic dataset's groundtruth.h5, looked up by image path (relative to the dataset root)."""
+
+    def __init__(self, path: str):
+        import h5py
+
+        self.path = path
+        self.file = h5py.File(path, "r")
+        self.row = {p.decode() if isinstance(p, bytes) else p: i for i, p in enumerate(self.file["path"][:])}
+
+    def __getitem__(self, key: tuple[str, str]):
+        field, image_path = key
+        if image_path not in self.row:
+            raise KeyError(f"{self.path}: no ground truth for {image_path}")
+        return self.file[field][self.row[image_path]]
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def load_state_strictly(model, state: dict, path, what: str):
+    """Load `state` into `model`, or stop naming the keys and shapes that differ."""
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path}: not {what}: missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes "
+                         f"{wrong[:3]} ({len(missing)}/{len(unexpected)}/{len(wrong)} in all)")
+    model.load_state_dict(state)
+    return model
+
+
+class GroundTruthBackend(Backend):
+    """A backend that answers from the synthetic ground truth (its model file) instead of a model."""
+
+    needs_file = True  # <synthetic root>/groundtruth/groundtruth.h5
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        self.truth = GroundTruth(self.model_file)
+
+    @property
+    def version(self) -> str:
+        return "ccreid synthetic ground truth"
+
+    def close(self) -> None:
+        self.truth.close()

@@ -15,6 +15,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
+from .backends import load_state_strictly
+
 NUM_JOINTS = 17
 INPUT_SIZE = (256, 192)  # H, W
 PIXEL_MEAN = (0.406, 0.457, 0.480)  # subtracted from RGB / 255; AlphaPose does not divide by a std
@@ -94,14 +96,5 @@ def load_fastpose(path: str | Path, device: torch.device | str = "cpu") -> FastP
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = FastPose()
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(f"{path}: not an AlphaPose FastPose (ResNet-50, COCO-17) checkpoint: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}, wrong shapes {wrong[:3]} "
-                         f"({len(missing)}/{len(unexpected)}/{len(wrong)} in all)")
-    model.load_state_dict(state)
+    model = load_state_strictly(FastPose(), state, path, "an AlphaPose FastPose (ResNet-50, COCO-17) checkpoint")
     return model.to(device).eval()

@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import cv2
-import h5py
 import numpy as np
 
-from .backends import Backend, Item, register
+from .backends import Backend, GroundTruthBackend, Item, register
 
 COCO17 = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
           "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
@@ -66,29 +65,15 @@ class MediaPipePose(Backend):
 
 
 @register
-class GroundTruthKeypoints(Backend):
+class GroundTruthKeypoints(GroundTruthBackend):
     """The synthetic dataset's truth (score 1 where the joint is in the image, else 0)."""
 
     stage, name = "keypoints", "groundtruth"
-    needs_file = True  # <synthetic root>/groundtruth/groundtruth.h5
-
-    def __init__(self, params=None, model_file=None):
-        super().__init__(params, model_file)
-        with h5py.File(self.model_file, "r") as f:
-            self.row = {p.decode() if isinstance(p, bytes) else p: i for i, p in enumerate(f["path"][:])}
-            self.truth = f["keypoints"][:]
-
-    @property
-    def version(self) -> str:
-        return "ccreid synthetic ground truth"
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
-        if item.path not in self.row:
-            raise KeyError(f"{self.model_file}: no ground truth for {item.path}")
-        truth = self.truth[self.row[item.path]]
-        kp = truth.copy()
-        kp[:, 2] = (truth[:, 2] > 0).astype(np.float32)
-        return {"keypoints": kp.astype(np.float32), "found": np.bool_(kp[:, 2].any())}
+        kp = np.array(self.truth["keypoints", item.path], np.float32)
+        kp[:, 2] = kp[:, 2] > 0
+        return {"keypoints": kp, "found": np.bool_(kp[:, 2].any())}
 
 
 # COCO left/right joint pairs, for the flipped pass

@@ -12,10 +12,9 @@
 from __future__ import annotations
 
 import cv2
-import h5py
 import numpy as np
 
-from .backends import Backend, Item, register
+from .backends import Backend, GroundTruthBackend, Item, load_state_strictly, register
 from .keypoints import SKELETON
 from .store import decode_png, encode_png
 
@@ -99,13 +98,7 @@ def load_sam(model_type: str, path: str, device):
 
     model = sam_architecture(model_type)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(f"{path}: not a SAM {model_type} checkpoint: missing {missing[:3]}, unexpected {unexpected[:3]}, "
-                         f"wrong shapes {wrong[:3]}; is model_type right?")
-    model.load_state_dict(state)
+    load_state_strictly(model, state, path, f"a SAM {model_type} checkpoint (is model_type right?)")
     return model.to(device).eval()
 
 
@@ -191,23 +184,8 @@ class ParsingForeground(Backend):
 
 
 @register
-class GroundTruthSilhouettes(Backend):
+class GroundTruthSilhouettes(GroundTruthBackend):
     stage, name = "silhouettes", "groundtruth"
-    needs_file = True  # <synthetic root>/groundtruth/groundtruth.h5
-
-    def __init__(self, params=None, model_file=None):
-        super().__init__(params, model_file)
-        self.file = h5py.File(self.model_file, "r")
-        self.row = {p.decode() if isinstance(p, bytes) else p: i for i, p in enumerate(self.file["path"][:])}
-
-    @property
-    def version(self) -> str:
-        return "ccreid synthetic ground truth"
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
-        if item.path not in self.row:
-            raise KeyError(f"{self.model_file}: no ground truth for {item.path}")
-        return record(decode_png(self.file["parts_png"][self.row[item.path]]) > 0)
-
-    def close(self) -> None:
-        self.file.close()
+        return record(decode_png(self.truth["parts_png", item.path]) > 0)
