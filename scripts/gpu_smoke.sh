@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU smoke check: the CUDA, AMP, resume, nccl and video paths on tiny data, through the same CLIs the
-# workflow calls. Needs one CUDA GPU and torch, torchvision, h5py, opencv, pyyaml, tqdm and pytest
+# workflow calls, and the AlphaPose / SAM backends on cuda (random weights, images/s). Needs one CUDA GPU and torch, torchvision, h5py, opencv, pyyaml, tqdm and pytest
 # importable by $PYTHON (default python3). Run from the repository root; about 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,5 +45,30 @@ model = train(cfg, str(w / "lists"), str(w / "images.h5"), w / "out", "cuda")
 evaluate_main(["--model", str(model), "--lists", str(w / "lists"), "--images", str(w / "images.h5"),
                "--out", str(w / "metrics.json"), "--device", "cuda"])
 print("evaluated on", json.loads((w / "metrics.json").read_text())["provenance"]["device_eval"])
+PY
+echo "weight-loading preprocessing backends on cuda (random weights in the official formats):"
+W="$W" $PY - <<'PY'
+import os, pathlib, time
+import numpy as np, torch
+from pipeline.imagepack import ImagePack
+from pipeline.stages.backends import Item, build
+from pipeline.stages.fastpose import FastPose
+from pipeline.stages.silhouettes import sam_architecture
+
+w = pathlib.Path(os.environ["W"])
+pack = ImagePack(w / "images.h5")
+torch.save(FastPose().state_dict(), w / "fastpose.pth")
+torch.save(sam_architecture("vit_b").state_dict(), w / "sam_vit_b.pth")
+kp = {"keypoints": np.tile([[30.0, 60.0, 0.9]], (17, 1)).astype(np.float32), "found": np.bool_(True)}
+for stage, name, params, f in (("keypoints", "alphapose", {"flip": True}, "fastpose.pth"),
+                               ("silhouettes", "sam", {"model_type": "vit_b"}, "sam_vit_b.pth")):
+    backend = build(stage, name, params, str(w / f))
+    backend(pack.image(0), Item(0, pack.paths[0], {"keypoints": kp}))  # warm-up
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(len(pack)):
+        backend(pack.image(i), Item(i, pack.paths[i], {"keypoints": kp}))
+    torch.cuda.synchronize()
+    print(f"{stage}/{name} on {torch.cuda.get_device_name()}: {len(pack) / (time.perf_counter() - t0):.1f} img/s")
 PY
 echo "gpu smoke check passed ($W)"
