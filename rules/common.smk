@@ -49,6 +49,9 @@ def store_args(wildcards, input):
 
 # --- preprocessing stages ----------------------------------------------------------------------------
 
+STAGE_PATTERN = "keypoints|silhouettes|parsing|cloth_masks|faces|faces_restored"
+
+
 def stage_backend(stage):
     return config["stages"][stage]["backend"]
 
@@ -66,7 +69,15 @@ def store_path(dataset, stage, backend=None):
 
 
 def backend_params(wildcards):
-    return json.dumps(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}), sort_keys=True)
+    params = dict(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}))
+    if wildcards.stage == "cloth_masks":
+        # the cloth scheme belongs to the parsing backend's label set, so it follows that backend
+        label_set = stage_backend("parsing")
+        schemes = config.get("cloth_schemes", {})
+        if label_set not in schemes:
+            raise ValueError(f"cloth_schemes has no scheme for the parsing backend {label_set!r} (config/config.yaml)")
+        params.update(label_set=label_set, **schemes[label_set])
+    return json.dumps(params, sort_keys=True)
 
 
 def groundtruth_file(dataset):

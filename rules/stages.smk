@@ -21,7 +21,7 @@ rule stage_shard:
     benchmark:
         "logs/{dataset}/{stage}/{backend}.{shard}-of-{n}.benchmark.tsv"
     wildcard_constraints:
-        stage="keypoints|silhouettes",
+        stage=STAGE_PATTERN,
         shard="[0-9]+",
         n="[0-9]+",
     conda:
@@ -43,7 +43,7 @@ rule stage_merge:
     log:
         "logs/{dataset}/{stage}/{backend}.merge.log",
     wildcard_constraints:
-        stage="keypoints|silhouettes",
+        stage=STAGE_PATTERN,
     conda:
         "../envs/ccreid.yaml"
     shell:
@@ -64,3 +64,17 @@ rule alphapose_export:
     shell:
         "python -m pipeline.stages export-alphapose --store {input.store} --images {input.images} "
         "--out {output} > {log} 2>&1"
+
+
+rule contact_sheet:
+    input:
+        images=rules.pack.output[0],
+        stores=lambda w: [store_path(w.dataset, s) for s in config["stages"]],
+    output:
+        "data/derived/{dataset}/contact_sheet.png",
+    log:
+        "logs/{dataset}/contact_sheet.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m pipeline.stages contact-sheet --images {input.images} --out {output} {input.stores} > {log} 2>&1"

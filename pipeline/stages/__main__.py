@@ -3,6 +3,7 @@
 python -m pipeline.stages merge --images images.h5 --out store.h5 --summary summary.json SHARD ...
 python -m pipeline.stages export-alphapose --store keypoints.h5 --images images.h5 --out alphapose-results.json
 python -m pipeline.stages quality --store STORE --images images.h5 --groundtruth groundtruth.h5
+python -m pipeline.stages contact-sheet --images images.h5 --out sheet.png [--count 8] STORE ...
 python -m pipeline.stages backends
 
 `run` computes one shard of a stage; `merge` joins the shards into the store aligned to images.h5 and
@@ -59,6 +60,7 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
     if missing:
         raise ValueError(f"{stage} backend {backend_name!r} needs a {missing[0]} store (--input-store)")
     fields = {name: json.loads(s.attrs["fields"]) for name, s in inputs.items()}
+    backend.bind({name: s.attrs for name, s in inputs.items()})
     indices = shard_indices(len(pack), shard, num_shards)
     records = []
     t0 = time.time()
@@ -77,7 +79,7 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
         "weights_sha256": weights_sha256,
         "inputs": json.dumps({name: {"backend": s.attrs["backend"], "params": s.attrs["params"]}
                               for name, s in inputs.items()}, sort_keys=True),
-        "manifest_sha256": pack.manifest_sha256, "seconds": time.time() - t0})
+        "manifest_sha256": pack.manifest_sha256, "seconds": time.time() - t0, **backend.store_attrs()})
     return int(sum(bool(r["found"]) for r in records))
 
 
@@ -127,10 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--store", required=True)
     q.add_argument("--images", required=True)
     q.add_argument("--groundtruth", required=True)
+    c = sub.add_parser("contact-sheet", help="a PNG of a few images beside every given store's result")
+    c.add_argument("--images", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--count", type=int, default=8)
+    c.add_argument("stores", nargs="+")
     sub.add_parser("backends", help="list stages and backends")
     a = ap.parse_args(argv)
     if a.command == "backends":
-        from . import keypoints, silhouettes  # noqa: F401
+        from . import cloth, faces, keypoints, parsing, silhouettes  # noqa: F401
 
         for (stage, name), cls in sorted(BACKENDS.items()):
             print(f"{stage:<12} {name:<12} params {json.dumps(cls.defaults)}")
@@ -139,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         found = run(a.stage, a.backend, a.images, a.shard, a.num_shards, a.out, json.loads(a.params), a.model_file,
                     tuple(a.input_store), expected_sha256=a.sha256)
         print(f"{a.stage}/{a.backend} shard {a.shard + 1}/{a.num_shards}: found {found}")
+        return 0
+    if a.command == "contact-sheet":
+        from .sheet import contact_sheet
+
+        contact_sheet(a.images, a.stores, a.out, a.count)
         return 0
     if a.command == "quality":
         from .quality import quality

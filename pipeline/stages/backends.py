@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BACKENDS: dict[tuple[str, str], type["Backend"]] = {}
-STAGES = ("keypoints", "silhouettes")
+STAGES = ("keypoints", "silhouettes", "parsing", "cloth_masks", "faces", "faces_restored")
 
 
 @dataclass
@@ -52,6 +52,13 @@ class Backend:
     def close(self) -> None:
         """Release native resources (detector graphs)."""
 
+    def bind(self, input_attrs: dict[str, dict]) -> None:
+        """Called once with the attributes of each input store (by stage) before any image."""
+
+    def store_attrs(self) -> dict:
+        """Extra attributes the store records (a parsing backend's label set)."""
+        return {}
+
 
 def register(cls: type[Backend]) -> type[Backend]:
     BACKENDS[(cls.stage, cls.name)] = cls
@@ -59,7 +66,7 @@ def register(cls: type[Backend]) -> type[Backend]:
 
 
 def build(stage: str, name: str, params: dict | None = None, model_file: str | None = None) -> Backend:
-    from . import keypoints, silhouettes  # noqa: F401  (register the backends)
+    from . import cloth, faces, keypoints, parsing, silhouettes  # noqa: F401  (register the backends)
 
     if (stage, name) not in BACKENDS:
         known = sorted(n for s, n in BACKENDS if s == stage)

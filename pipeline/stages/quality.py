@@ -4,6 +4,12 @@
 - keypoints: PCK@α — a joint the truth marks as inside the image is correct when the prediction lies
   within α × the person's height (the true silhouette's vertical extent); joints of images where nothing
   was found count as misses, so PCK already pays for a low found rate.
+- parsing: mIoU over the classes both label sets can express — background, head (truth: head ∪ hair),
+  upper body, lower body, shoes. The truth's top/bottom/skin pixels are upper above the true hip line and
+  lower below it; a geometry parse maps torso ∪ arms to upper and legs to lower. Computed over the whole
+  dataset's pixels per class.
+- faces: on images with a visible face, the found rate and the mean IoU of found boxes with the true face
+  box; on back views (no face), the rate of false detections.
 """
 from __future__ import annotations
 
@@ -57,6 +63,63 @@ def _height(silhouette: np.ndarray) -> float:
     return float(rows[-1] - rows[0] + 1) if len(rows) else 0.0
 
 
+COARSE = ("background", "head", "upper", "lower", "shoes")
+_PRED_TO_COARSE = {"background": 0, "head": 1, "torso": 2, "arms": 2, "legs": 3, "shoes": 4}
+
+
+def _truth_coarse(parts: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    hips = keypoints[[11, 12]]
+    hip_y = hips[hips[:, 2] > 0, 1].mean() if (hips[:, 2] > 0).any() else parts.shape[0] / 2
+    rows = np.arange(parts.shape[0])[:, None]
+    body = np.isin(parts, (3, 4, 5))  # skin, top, bottom
+    out = np.where(body, np.where(rows < hip_y, 2, 3), 0)
+    out[np.isin(parts, (1, 2))] = 1
+    out[parts == 6] = 4
+    return out.astype(np.uint8)
+
+
+def parsing_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
+    import json
+
+    labels = json.loads(store.attrs["labels"])
+    missing = sorted(set(labels) - set(_PRED_TO_COARSE))
+    if missing:
+        raise ValueError(f"no coarse mapping for parsing labels {missing}")
+    lut = np.array([_PRED_TO_COARSE[n] for n in labels], np.uint8)
+    inter, union = np.zeros(len(COARSE)), np.zeros(len(COARSE))
+    with h5py.File(groundtruth, "r") as gt:
+        rows = _truth_rows(gt, pack)
+        for i, r in enumerate(rows):
+            pred = lut[store.png("labels_png", i)]
+            truth = _truth_coarse(decode_png(gt["parts_png"][r]), gt["keypoints"][r])
+            for c in range(len(COARSE)):
+                p, t = pred == c, truth == c
+                inter[c] += np.logical_and(p, t).sum()
+                union[c] += np.logical_or(p, t).sum()
+    per_class = inter / np.maximum(union, 1)
+    return {"images": len(rows), "found_rate": float(store["found"][:].mean()), "miou": float(per_class.mean()),
+            "iou_per_class": {c: round(float(v), 4) for c, v in zip(COARSE, per_class)}}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / union) if union > 0 else 0.0
+
+
+def face_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
+    with h5py.File(groundtruth, "r") as gt:
+        truth = gt["face_box"][:][_truth_rows(gt, pack)]
+    found, boxes = store["found"][:], store["box"][:]
+    visible = ~np.isnan(truth).any(1)
+    hits = found & visible
+    ious = [box_iou(boxes[i], truth[i]) for i in np.flatnonzero(hits)]
+    return {"images": len(found), "with_face": int(visible.sum()), "found_rate": float(hits.sum() / max(visible.sum(), 1)),
+            "mean_box_iou": float(np.mean(ious)) if ious else 0.0,
+            "false_detection_rate_back_views": float((found & ~visible).sum() / max((~visible).sum(), 1))}
+
+
 def quality(store_path: str, images: str, groundtruth: str) -> dict:
     pack = ImagePack(images)
     with Store(store_path, pack.manifest_sha256) as store:
@@ -65,4 +128,8 @@ def quality(store_path: str, images: str, groundtruth: str) -> dict:
             return silhouette_quality(store, pack, groundtruth)
         if stage == "keypoints":
             return keypoint_quality(store, pack, groundtruth)
+        if stage == "parsing":
+            return parsing_quality(store, pack, groundtruth)
+        if stage == "faces":
+            return face_quality(store, pack, groundtruth)
         raise ValueError(f"{store_path}: no ground-truth comparison for a {stage} store")

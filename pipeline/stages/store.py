@@ -42,6 +42,15 @@ def decode_png(data: np.ndarray) -> np.ndarray:
     return cv2.imdecode(np.asarray(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
+def encode_rgb(image: np.ndarray) -> np.ndarray:
+    """An RGB image as PNG bytes (lossless; OpenCV writes BGR, hence the flip)."""
+    return encode_png(np.ascontiguousarray(image[..., ::-1]))
+
+
+def decode_rgb(data: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(decode_png(data)[..., ::-1])
+
+
 def _create(f: h5py.File, name: str, values: list) -> None:
     if name.endswith(VLEN_SUFFIX):
         ds = f.create_dataset(name, (len(values),), dtype=h5py.vlen_dtype(np.uint8))

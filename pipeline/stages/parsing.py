@@ -1,0 +1,84 @@
+"""Human-parsing backends: a per-pixel label map per image (`labels_png`), the label set in the store.
+
+- `keypoint-geometry`: the offline default, and named for what it is — not a learned parser. Coarse parts
+  (head, torso, arms, legs, shoes) drawn from the keypoints store's joints, then every pixel of the
+  silhouettes store's mask takes the label of the nearest drawn part.
+"""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+
+from .backends import Backend, Item, register
+from .store import decode_png, encode_png
+
+GEOMETRY_LABELS = ("background", "head", "torso", "arms", "legs", "shoes")
+_HEAD, _TORSO, _ARMS, _LEGS, _SHOES = range(1, 6)
+_ARM_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10))
+_LEG_LIMBS = ((11, 13), (13, 15), (12, 14), (14, 16))
+
+
+def not_found(shape) -> dict:
+    return {"labels_png": encode_png(np.zeros(shape, np.uint8)), "found": np.bool_(False)}
+
+
+def nearest_part(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Every pixel of `mask` gets the label of its nearest seed pixel (seeds: 0 = none, else a part)."""
+    if not seeds.any():
+        return np.zeros_like(seeds)
+    # distanceTransformWithLabels numbers each zero pixel; map those numbers back to the seeds' parts
+    _, index = cv2.distanceTransformWithLabels((seeds == 0).astype(np.uint8), cv2.DIST_L2, 5,
+                                               labelType=cv2.DIST_LABEL_PIXEL)
+    lookup = np.zeros(index.max() + 1, np.uint8)
+    zero_y, zero_x = np.nonzero(seeds)
+    lookup[index[zero_y, zero_x]] = seeds[zero_y, zero_x]
+    return np.where(mask, lookup[index], 0).astype(np.uint8)
+
+
+@register
+class KeypointGeometry(Backend):
+    stage, name = "parsing", "keypoint-geometry"
+    defaults = {"min_score": 0.3, "limb_width": 0.06}
+    input_stages = ("keypoints", "silhouettes")
+
+    @property
+    def version(self) -> str:
+        return "ccreid keypoint geometry (not a learned parser)"
+
+    def store_attrs(self) -> dict:
+        return {"labels": json.dumps(GEOMETRY_LABELS)}
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        h, w = image.shape[:2]
+        kp, sil = item.inputs["keypoints"], item.inputs["silhouettes"]
+        if not (kp["found"] and sil["found"]):
+            return not_found((h, w))
+        mask = decode_png(sil["mask_png"]) > 0
+        joints = kp["keypoints"]
+        ok = joints[:, 2] >= self.params["min_score"]
+        pt = {j: tuple(int(v) for v in np.round(joints[j, :2])) for j in np.flatnonzero(ok)}
+        width = max(2, round(self.params["limb_width"] * h))
+        seeds = np.zeros((h, w), np.uint8)
+        torso = [pt[j] for j in (5, 6, 12, 11) if j in pt]
+        if len(torso) >= 3:
+            cv2.fillPoly(seeds, [np.array(torso, np.int32)], _TORSO)
+        for limbs, part in ((_LEG_LIMBS, _LEGS), (_ARM_LIMBS, _ARMS)):
+            for a, b in limbs:
+                if a in pt and b in pt:
+                    cv2.line(seeds, pt[a], pt[b], part, width)
+        for ankle in (15, 16):
+            if ankle in pt:
+                x, y = pt[ankle]
+                cv2.ellipse(seeds, (x, y + width // 2), (width, max(1, width // 2)), 0, 0, 360, _SHOES, -1)
+        face = [pt[j] for j in range(5) if j in pt]
+        if face:
+            centre = np.mean(face, axis=0)
+            shoulders = [pt[j] for j in (5, 6) if j in pt]
+            # head radius from the shoulder span when both shoulders are seen (side views: a share of the height)
+            span = abs(shoulders[0][0] - shoulders[1][0]) if len(shoulders) == 2 else 0
+            radius = max(0.35 * span, 0.05 * h)
+            cv2.circle(seeds, tuple(int(v) for v in centre), max(2, round(radius)), _HEAD, -1)
+        labels = nearest_part(mask, seeds)
+        return {"labels_png": encode_png(labels), "found": np.bool_(labels.any())}

@@ -1,0 +1,179 @@
+"""Preprocessing II: geometry parsing, cloth masks, faces, restored faces, the contact sheet."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.imagepack import ImagePack
+from pipeline.stages.__main__ import run
+from pipeline.stages.backends import Item, build
+from pipeline.stages.cloth import MERGE7, deskpro_target
+from pipeline.stages.parsing import GEOMETRY_LABELS, nearest_part
+from pipeline.stages.quality import box_iou, quality
+from pipeline.stages.store import Store, decode_png, decode_rgb, encode_png, encode_rgb, merge, write_shard
+
+from .test_stages import gt_file, grace_hopper
+
+
+def build_store(tmp_path, tiny, stage, backend, params=None, inputs=(), model_file=None):
+    images = str(tiny["images"])
+    pack = ImagePack(images)
+    shard = tmp_path / f"{stage}-{backend}.shard.h5"
+    run(stage, backend, images, 0, 1, str(shard), params or {}, model_file, tuple(str(i) for i in inputs))
+    out = tmp_path / f"{stage}-{backend}.h5"
+    merge([shard], out, len(pack), pack.manifest_sha256)
+    return out
+
+
+@pytest.fixture(scope="module")
+def truth_stores(tiny_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("truth")
+    kp = build_store(tmp, tiny_dataset, "keypoints", "groundtruth", model_file=gt_file(tiny_dataset))
+    sil = build_store(tmp, tiny_dataset, "silhouettes", "groundtruth", model_file=gt_file(tiny_dataset))
+    parsing = build_store(tmp, tiny_dataset, "parsing", "keypoint-geometry", inputs=(kp, sil))
+    return {"keypoints": kp, "silhouettes": sil, "parsing": parsing, "dir": tmp}
+
+
+def test_nearest_part_assigns_each_mask_pixel_the_closest_seed():
+    seeds = np.zeros((5, 7), np.uint8)
+    seeds[2, 0], seeds[2, 6] = 1, 2
+    mask = np.ones((5, 7), bool)
+    mask[:, 3] = False
+    labels = nearest_part(mask, seeds)
+    assert (labels[:, :3] == 1).all() and (labels[:, 4:] == 2).all() and (labels[:, 3] == 0).all()
+
+
+def test_geometry_parsing_matches_the_synthetic_parts(tiny_dataset, truth_stores):
+    with Store(truth_stores["parsing"]) as store:
+        assert json.loads(store.attrs["labels"]) == list(GEOMETRY_LABELS)
+        assert store.attrs["backend_version"].endswith("(not a learned parser)")
+    q = quality(str(truth_stores["parsing"]), str(tiny_dataset["images"]), gt_file(tiny_dataset))
+    # from true keypoints and silhouettes: background is exact, the coarse parts mostly right
+    assert q["found_rate"] == 1.0 and q["iou_per_class"]["background"] == 1.0
+    assert q["miou"] > 0.6 and min(q["iou_per_class"][c] for c in ("head", "upper", "lower")) > 0.4
+
+
+def test_geometry_parsing_reports_not_found_without_keypoints():
+    backend = build("parsing", "keypoint-geometry")
+    none = {"keypoints": np.zeros((17, 3), np.float32), "found": np.bool_(False)}
+    sil = {"mask_png": encode_png(np.ones((8, 4), np.uint8)), "found": np.bool_(True)}
+    out = backend(np.zeros((8, 4, 3), np.uint8), Item(0, "x", {"keypoints": none, "silhouettes": sil}))
+    assert not out["found"] and not decode_png(out["labels_png"]).any()
+
+
+ATR = ["background", "hat", "hair", "sunglasses", "upper-clothes", "skirt", "pants", "dress", "belt", "left-shoe",
+       "right-shoe", "face", "left-leg", "right-leg", "left-arm", "right-arm", "bag", "scarf"]
+ATR_SCHEME = {"cloth": ["upper-clothes", "skirt", "pants", "dress", "belt", "bag", "scarf"],
+              "erase": ["upper-clothes", "skirt", "pants", "dress"],
+              "merge7": {"head": ["hat", "hair", "sunglasses", "face"], "tops": ["upper-clothes", "scarf", "bag"],
+                         "bottoms": ["pants", "skirt", "belt"], "dress": ["dress"], "arms": ["left-arm", "right-arm"],
+                         "lower_limbs": ["left-leg", "right-leg", "left-shoe", "right-shoe"]}}
+
+
+def test_cloth_scheme_on_an_atr_label_map():
+    backend = build("cloth_masks", "parsing", {"label_set": "atr", **ATR_SCHEME})
+    backend.bind({"parsing": {"labels": json.dumps(ATR)}})
+    labels = np.array([[0, 2, 11, 4], [14, 4, 4, 15], [8, 6, 6, 16], [12, 6, 13, 9]], np.uint8)
+    out = backend(np.zeros((4, 4, 3), np.uint8), Item(0, "x", {"parsing": {"labels_png": encode_png(labels),
+                                                                            "found": np.bool_(True)}}))
+    cloth = decode_png(out["cloth_png"])
+    np.testing.assert_array_equal(cloth, np.isin(labels, [4, 5, 6, 7, 8, 16, 17]))
+    np.testing.assert_array_equal(decode_png(out["erase_png"]), np.isin(labels, [4, 5, 6, 7]))
+    np.testing.assert_array_equal(decode_png(out["body_png"]), labels > 0)
+    merged = decode_png(out["merged_png"])
+    assert merged[0, 1] == MERGE7.index("head") and merged[2, 0] == MERGE7.index("bottoms")
+    assert merged[3, 3] == MERGE7.index("lower_limbs") and merged[1, 0] == MERGE7.index("arms") and merged[0, 0] == 0
+    target = deskpro_target(cloth)
+    assert set(np.unique(target)) == {np.float32(0.1), np.float32(1.0)} and target[1, 1] == np.float32(0.1)
+
+
+def test_cloth_scheme_errors_name_the_labels():
+    backend = build("cloth_masks", "parsing", {"label_set": "atr", **{**ATR_SCHEME, "cloth": ["upper-clothes", "coat"]}})
+    with pytest.raises(ValueError, match=r"names \['coat'\]"):
+        backend.bind({"parsing": {"labels": json.dumps(ATR)}})
+    merge7 = {k: v for k, v in ATR_SCHEME["merge7"].items() if k != "arms"}
+    backend = build("cloth_masks", "parsing", {"label_set": "atr", **{**ATR_SCHEME, "merge7": merge7}})
+    with pytest.raises(ValueError, match=r"labels \['left-arm', 'right-arm'\] unassigned"):
+        backend.bind({"parsing": {"labels": json.dumps(ATR)}})
+
+
+def test_configured_geometry_scheme_runs_on_a_geometry_store(tiny_dataset, truth_stores, tmp_path):
+    import yaml
+
+    from .conftest import REPO
+
+    scheme = yaml.safe_load((REPO / "config/config.yaml").read_text())["cloth_schemes"]["keypoint-geometry"]
+    store = build_store(tmp_path, tiny_dataset, "cloth_masks", "parsing", {"label_set": "keypoint-geometry", **scheme},
+                        inputs=(truth_stores["parsing"],))
+    with Store(store) as s, Store(truth_stores["parsing"]) as parsing:
+        i = int(np.flatnonzero(s["found"][:])[0])
+        labels = parsing.png("labels_png", i)
+        np.testing.assert_array_equal(s.png("cloth_png", i), np.isin(labels, [2, 4]))  # torso, legs
+
+
+def test_mediapipe_faces_find_a_real_face_and_align_it():
+    image = grace_hopper()
+    h, w = image.shape[:2]
+    pose = build("keypoints", "mediapipe")
+    kp = pose(image, Item(0, "grace_hopper.jpg"))
+    pose.close()
+    faces = build("faces", "mediapipe")
+    out = faces(image, Item(0, "grace_hopper.jpg", {"keypoints": kp}))  # the head region from the pose
+    faces.close()
+    assert out["found"] and out["score"] > 0.5
+    x1, y1, x2, y2 = out["box"]
+    nose = kp["keypoints"][0]
+    assert x1 < nose[0] < x2 and y1 < nose[1] < y2 and (x2 - x1) < 0.6 * w and y2 < 0.7 * h
+    left_eye, right_eye, nose = out["landmarks"][:3]
+    assert left_eye[0] < nose[0] < right_eye[0] and x1 < left_eye[0] and right_eye[0] < x2
+    assert np.isnan(out["landmarks"][3:]).all()  # BlazeFace gives no mouth corners
+    crop = decode_rgb(out["crop_png"])
+    assert crop.shape == (224, 224, 3)
+    # aligned: the crop's eye row is dark-ish features at the template's height, the crop is not blank
+    assert crop.std() > 10
+
+
+def test_face_quality_metric_and_detector_on_synthetic_faces(tiny_dataset, truth_stores, tmp_path):
+    import h5py
+
+    images = str(tiny_dataset["images"])
+    pack = ImagePack(images)
+    with h5py.File(gt_file(tiny_dataset)) as gt:
+        row = {p.decode(): i for i, p in enumerate(gt["path"][:])}
+        boxes = gt["face_box"][:][[row[p] for p in pack.paths]]
+    # a store holding the true boxes scores perfectly; the metric can fail: shift them and IoU drops
+    visible = ~np.isnan(boxes).any(1)
+    records = [{"found": np.bool_(v), "box": b.astype(np.float32)} for v, b in zip(visible, boxes)]
+    write_shard(tmp_path / "f.shard", np.arange(len(pack)), records,
+                {"stage": "faces", "backend": "truth", "params": "{}", "manifest_sha256": pack.manifest_sha256})
+    merge([tmp_path / "f.shard"], tmp_path / "f.h5", len(pack), pack.manifest_sha256)
+    q = quality(str(tmp_path / "f.h5"), images, gt_file(tiny_dataset))
+    assert q["found_rate"] == 1.0 and q["mean_box_iou"] == 1.0 and q["false_detection_rate_back_views"] == 0.0
+    assert box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
+    detected = build_store(tmp_path, tiny_dataset, "faces", "mediapipe", inputs=(truth_stores["keypoints"],))
+    q = quality(str(detected), images, gt_file(tiny_dataset))
+    assert 0.0 <= q["found_rate"] <= 1.0 and (q["found_rate"] == 0 or q["mean_box_iou"] > 0.3)
+
+
+def test_bicubic_restoration_and_missing_faces():
+    face = encode_rgb(np.full((8, 8, 3), 100, np.uint8))
+    backend = build("faces_restored", "bicubic", {"size": 32})
+    out = backend(np.zeros((4, 4, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": face, "found": np.bool_(True)}}))
+    assert out["found"] and decode_rgb(out["restored_png"]).shape == (32, 32, 3)
+    assert (decode_rgb(out["restored_png"]) == 100).all() and np.array_equal(out["lr_png"], face)
+    missing = backend(np.zeros((4, 4, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": face, "found": np.bool_(False)}}))
+    assert not missing["found"] and not decode_rgb(missing["restored_png"]).any()  # consumers see found=false
+
+
+def test_contact_sheet_shows_every_store(tiny_dataset, truth_stores, tmp_path):
+    from pipeline.stages.__main__ import main
+    from pipeline.stages.sheet import TILE_H
+
+    stores = [str(truth_stores[s]) for s in ("keypoints", "silhouettes", "parsing")]
+    assert main(["contact-sheet", "--images", str(tiny_dataset["images"]), "--out", str(tmp_path / "sheet.png"),
+                 "--count", "3", *stores]) == 0
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    assert sheet.shape[0] == 3 * (TILE_H + 4)
+    # three tiles a row: image with skeleton, silhouette, parsing (wider than any single tile)
+    assert sheet.shape[1] > 3 * TILE_H // 3
