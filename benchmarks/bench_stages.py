@@ -20,9 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = [("keypoints", "groundtruth"), ("keypoints", "mediapipe"), ("silhouettes", "grabcut"),
-            ("silhouettes", "mediapipe"), ("silhouettes", "groundtruth")]
+            ("silhouettes", "mediapipe"), ("silhouettes", "groundtruth"), ("parsing", "keypoint-geometry"),
+            ("cloth_masks", "parsing"), ("faces", "mediapipe"), ("faces", "mediapipe/whole-crop"),
+            ("faces_restored", "bicubic")]
+# the stores each backend reads, as the default workflow wires them
+INPUTS = {("silhouettes", "grabcut"): ["keypoints-mediapipe"],
+          ("parsing", "keypoint-geometry"): ["keypoints-mediapipe", "silhouettes-grabcut"],
+          ("cloth_masks", "parsing"): ["parsing-keypoint-geometry"], ("faces", "mediapipe"): ["keypoints-mediapipe"],
+          ("faces", "mediapipe/whole-crop"): ["keypoints-mediapipe"], ("faces_restored", "bicubic"): ["faces-mediapipe"]}
 
 
 def cli(*args: str) -> subprocess.Popen:
@@ -38,13 +47,32 @@ def wait(*procs: subprocess.Popen) -> None:
 
 
 def stage_args(work: Path, stage: str, backend: str, shard: int, shards: int, out: Path) -> list[str]:
-    args = ["run", "--stage", stage, "--backend", backend, "--images", str(work / "images.h5"), "--shard", str(shard),
+    name, _, variant = backend.partition("/")
+    args = ["run", "--stage", stage, "--backend", name, "--images", str(work / "images.h5"), "--shard", str(shard),
             "--num-shards", str(shards), "--out", str(out)]
     if backend == "groundtruth":
         args += ["--model-file", str(work / "raw/groundtruth/groundtruth.h5")]
-    if (stage, backend) == ("silhouettes", "grabcut"):
-        args += ["--input-store", str(work / "keypoints-mediapipe.h5")]
+    for store in INPUTS.get((stage, backend), []):
+        args += ["--input-store", str(work / f"{store}.h5")]
+    if stage == "cloth_masks":
+        scheme = yaml.safe_load((REPO / "config/config.yaml").read_text())["cloth_schemes"]["keypoint-geometry"]
+        args += ["--params", json.dumps({"label_set": "keypoint-geometry", **scheme})]
+    if variant == "whole-crop":  # the detector on the crop as it is: what the head region is measured against
+        args += ["--params", json.dumps({"head_region": False, "model_selection": 1})]
     return args
+
+
+def describe(stage: str, q: dict | None) -> str:
+    if q is None:
+        return "-"
+    if stage == "keypoints":
+        return f"PCK@0.1 {q['pck@0.1']:.3f} (on found images {q['pck@0.1_found']:.3f})"
+    if stage == "silhouettes":
+        return f"mean IoU {q['mean_iou']:.3f}"
+    if stage == "parsing":
+        return f"mIoU {q['miou']:.3f} " + " ".join(f"{k} {v:.2f}" for k, v in q["iou_per_class"].items())
+    return (f"face found {q['found_rate']:.1%} of {q['with_face']} visible, box IoU {q['mean_box_iou']:.3f}, "
+            f"false on back views {q['false_detection_rate_back_views']:.1%}")
 
 
 def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
@@ -62,7 +90,7 @@ def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
     args += ["--model-file", str(work / "fast_res50_256x192.pth"), "--params", '{"device": "cpu"}']
     t0 = time.perf_counter()
     wait(cli(*args))
-    print(f"{'keypoints':<12} {'alphapose':<12} {n / (time.perf_counter() - t0):>7.1f} img/s  (FastPose, CLI, {n} images)")
+    print(f"{'keypoints':<14} {'alphapose':<22} {n / (time.perf_counter() - t0):>7.1f} img/s  (FastPose, CLI, {n} images)")
     for model_type, count in (("tiny", 20), ("vit_b", sam_images)):
         torch.save(sam_architecture(model_type).state_dict(), work / f"sam_{model_type}.pth")
         backend = build("silhouettes", "sam", {"model_type": model_type, "device": "cpu"}, str(work / f"sam_{model_type}.pth"))
@@ -71,7 +99,7 @@ def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
         t0 = time.perf_counter()
         for i in range(count):
             backend(pack.image(i), Item(i, pack.paths[i], {"keypoints": kp}))
-        print(f"{'silhouettes':<12} {'sam ' + model_type:<12} {count / (time.perf_counter() - t0):>7.2f} img/s  "
+        print(f"{'silhouettes':<14} {'sam ' + model_type:<22} {count / (time.perf_counter() - t0):>7.2f} img/s  "
               f"(backend call, {count} images{', a test-only size' if model_type == 'tiny' else ''})")
 
 
@@ -97,19 +125,19 @@ def main() -> None:
                         str(work / "raw"), "--out", str(work / "images.h5")], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         n = len(ImagePack(work / "images.h5"))
         print(f"{n} synthetic images, 1 process each (CPU: {subprocess.getoutput('nproc')} cores)\n")
-        print(f"{'stage':<12} {'backend':<12} {'img/s':>7} {'found':>7}  quality vs ground truth")
+        print(f"{'stage':<14} {'backend':<22} {'img/s':>7} {'found':>7}  quality vs ground truth")
         for stage, backend in BACKENDS:
             shard = work / f"{stage}-{backend}.shard.h5"
             t0 = time.perf_counter()
             wait(cli(*stage_args(work, stage, backend, 0, 1, shard)))
             seconds = time.perf_counter() - t0  # includes start-up and model loading, as a rule's job does
-            wait(cli("merge", "--images", str(work / "images.h5"), "--out", str(work / f"{stage}-{backend}.h5"),
-                     "--summary", str(work / "summary.json"), str(shard)))
-            q = quality(str(work / f"{stage}-{backend}.h5"), str(work / "images.h5"),
-                        str(work / "raw/groundtruth/groundtruth.h5"))
-            score = (f"PCK@0.1 {q['pck@0.1']:.3f} (on found images {q['pck@0.1_found']:.3f})" if stage == "keypoints"
-                     else f"mean IoU {q['mean_iou']:.3f}")
-            print(f"{stage:<12} {backend:<12} {n / seconds:>7.1f} {q['found_rate']:>7.1%}  {score}")
+            store = work / f"{stage}-{backend.replace('/', '-')}.h5"
+            wait(cli("merge", "--images", str(work / "images.h5"), "--out", str(store), "--summary",
+                     str(work / "summary.json"), str(shard)))
+            found = json.loads((work / "summary.json").read_text())["found_rate"]
+            q = None if stage in ("cloth_masks", "faces_restored") else \
+                quality(str(store), str(work / "images.h5"), str(work / "raw/groundtruth/groundtruth.h5"))
+            print(f"{stage:<14} {backend:<22} {n / seconds:>7.1f} {found:>7.1%}  {describe(stage, q)}")
 
         random_weight_backends(work, n)
 

@@ -185,3 +185,22 @@ def test_missing_weights_stop_the_plan_naming_file_and_source(workflow):
     assert proc.returncode != 0
     assert "data/models/fast_res50_256x192.pth: weights for keypoints backend alphapose are missing" in out
     assert "MODEL_ZOO" in out and "expected sha256 not recorded" in out
+
+
+def test_offline_preprocessing_chain_plans_every_stage(workflow):
+    """The default config builds every stage for the synthetic dataset: the contact sheet needs them all."""
+    proc = snakemake(workflow, "-n", "data/derived/synthetic/contact_sheet.png")
+    shards = yaml.safe_load((REPO / "config/config.yaml").read_text())["shards"]
+    assert jobs_planned(proc) == {"synthetic_dataset": 1, "lists": 1, "pack": 1, "stage_shard": sum(shards.values()),
+                                  "stage_merge": 6, "contact_sheet": 1}
+    assert '"label_set": "keypoint-geometry"' in proc.stdout  # the cloth scheme follows the parsing backend
+
+
+def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow):
+    # a parsing backend the cloth schemes do not know (config files merge, so a scheme cannot be removed)
+    cfg = {"stages": {"parsing": {"backend": "other"}},
+           "backends": {"parsing": {"other": {"inputs": ["keypoints", "silhouettes"]}}}}
+    (workflow / "noscheme.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workflow, "-n", "data/derived/synthetic/cloth_masks/parsing.h5", "--configfile", "noscheme.yaml",
+                     check=False)
+    assert proc.returncode != 0 and "cloth_schemes has no scheme for the parsing backend 'other'" in proc.stdout + proc.stderr
