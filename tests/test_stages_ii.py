@@ -177,3 +177,31 @@ def test_contact_sheet_shows_every_store(tiny_dataset, truth_stores, tmp_path):
     assert sheet.shape[0] == 3 * (TILE_H + 4)
     # three tiles a row: image with skeleton, silhouette, parsing (wider than any single tile)
     assert sheet.shape[1] > 3 * TILE_H // 3
+
+
+def test_retinaface_loads_its_released_key_layout_and_detects_through_the_same_path(tmp_path):
+    """retinaface-pytorch's own network, random weights saved three ways the real files come: its release
+    (a zip holding the state dict), Pytorch_Retinaface's DataParallel `module.` keys, and a plain dict."""
+    import zipfile
+
+    import torch
+    from retinaface.predict_single import Model
+
+    torch.manual_seed(0)
+    state = Model(max_size=320).model.state_dict()
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "Resnet50_Final.pth")
+    torch.save(state, tmp_path / "retinaface.pth")
+    with zipfile.ZipFile(tmp_path / "retinaface_resnet50.zip", "w") as z:
+        z.write(tmp_path / "retinaface.pth", "retinaface_resnet50_2020-07-20.pth")
+    image = np.random.default_rng(0).integers(0, 255, (200, 90, 3), dtype=np.uint8)
+    outputs = []
+    for name in ("Resnet50_Final.pth", "retinaface.pth", "retinaface_resnet50.zip"):
+        # a threshold near 0 makes the random network's best anchor a detection, so the record is complete
+        backend = build("faces", "retinaface", {"confidence": 0.01, "device": "cpu"}, str(tmp_path / name))
+        outputs.append(backend(image, Item(0, "x.jpg")))
+    assert all(o["found"] for o in outputs)
+    assert not np.isnan(outputs[0]["landmarks"]).any() and decode_rgb(outputs[0]["crop_png"]).shape == (224, 224, 3)
+    np.testing.assert_allclose(outputs[0]["box"], outputs[2]["box"])  # the same weights, whichever packaging
+    torch.save({k: v for k, v in state.items() if not k.startswith("LandmarkHead")}, tmp_path / "nolandmarks.pth")
+    with pytest.raises(ValueError, match="not a ResNet-50 RetinaFace checkpoint: missing \\['LandmarkHead"):
+        build("faces", "retinaface", {"device": "cpu"}, str(tmp_path / "nolandmarks.pth"))
