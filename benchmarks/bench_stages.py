@@ -91,10 +91,23 @@ def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
     t0 = time.perf_counter()
     wait(cli(*args))
     print(f"{'keypoints':<14} {'alphapose':<22} {n / (time.perf_counter() - t0):>7.1f} img/s  (FastPose, CLI, {n} images)")
+    from retinaface.predict_single import Model as RetinaFaceModel
+
+    from pipeline.stages.schp import SCHPNet
+
+    pack = ImagePack(work / "images.h5")
+    torch.save(SCHPNet(18).state_dict(), work / "schp-atr.pth")
+    torch.save(RetinaFaceModel(max_size=320).model.state_dict(), work / "retinaface.pth")
+    for stage, name, params, f, count in (("parsing", "schp-atr", {"device": "cpu"}, "schp-atr.pth", 5),
+                                          ("faces", "retinaface", {"device": "cpu"}, "retinaface.pth", 20)):
+        backend = build(stage, name, params, str(work / f))
+        t0 = time.perf_counter()
+        for i in range(count):
+            backend(pack.image(i), Item(i, pack.paths[i]))
+        print(f"{stage:<14} {name:<22} {count / (time.perf_counter() - t0):>7.2f} img/s  (backend call, {count} images)")
     for model_type, count in (("tiny", 20), ("vit_b", sam_images)):
         torch.save(sam_architecture(model_type).state_dict(), work / f"sam_{model_type}.pth")
         backend = build("silhouettes", "sam", {"model_type": model_type, "device": "cpu"}, str(work / f"sam_{model_type}.pth"))
-        pack = ImagePack(work / "images.h5")
         kp = {"keypoints": np.tile([[30.0, 60.0, 0.9]], (17, 1)).astype(np.float32), "found": np.bool_(True)}
         t0 = time.perf_counter()
         for i in range(count):

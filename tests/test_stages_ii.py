@@ -205,3 +205,94 @@ def test_retinaface_loads_its_released_key_layout_and_detects_through_the_same_p
     torch.save({k: v for k, v in state.items() if not k.startswith("LandmarkHead")}, tmp_path / "nolandmarks.pth")
     with pytest.raises(ValueError, match="not a ResNet-50 RetinaFace checkpoint: missing \\['LandmarkHead"):
         build("faces", "retinaface", {"device": "cpu"}, str(tmp_path / "nolandmarks.pth"))
+
+
+def official_schp_keys(n: int) -> dict[str, tuple[int, ...]]:
+    """Key names and shapes of SCHP's checkpoints, written from the official networks/AugmentCE2P.py (not
+    from ccreid's module): InPlaceABN holds weight, bias, running_mean, running_var — nothing else."""
+    keys: dict[str, tuple[int, ...]] = {}
+
+    def abn(prefix, c):
+        keys.update({f"{prefix}.{k}": (c,) for k in ("weight", "bias", "running_mean", "running_var")})
+
+    for i, (cin, cout) in enumerate(((3, 64), (64, 64), (64, 128)), start=1):
+        keys[f"conv{i}.weight"] = (cout, cin, 3, 3)
+        abn(f"bn{i}", cout)
+    inplanes = 128
+    for layer, (planes, blocks) in enumerate(((64, 3), (128, 4), (256, 23), (512, 3)), start=1):
+        for b in range(blocks):
+            p = f"layer{layer}.{b}"
+            keys[f"{p}.conv1.weight"] = (planes, inplanes, 1, 1)
+            keys[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
+            keys[f"{p}.conv3.weight"] = (planes * 4, planes, 1, 1)
+            for j, c in ((1, planes), (2, planes), (3, planes * 4)):
+                abn(f"{p}.bn{j}", c)
+            if b == 0:
+                keys[f"{p}.downsample.0.weight"] = (planes * 4, inplanes, 1, 1)
+                abn(f"{p}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    for i in range(4):
+        keys[f"context_encoding.stages.{i}.1.weight"] = (512, 2048, 1, 1)
+        abn(f"context_encoding.stages.{i}.2", 512)
+    keys["context_encoding.bottleneck.0.weight"] = (512, 4096, 3, 3)
+    abn("context_encoding.bottleneck.1", 512)
+    for i, c in ((1, 256), (2, 512), (3, 1024)):
+        keys[f"edge.conv{i}.0.weight"] = (256, c, 1, 1)
+        abn(f"edge.conv{i}.1", 256)
+    keys.update({"edge.conv4.weight": (2, 256, 3, 3), "edge.conv4.bias": (2,), "edge.conv5.weight": (2, 6, 1, 1),
+                 "edge.conv5.bias": (2,), "decoder.conv1.0.weight": (256, 512, 1, 1), "decoder.conv2.0.weight": (48, 256, 1, 1),
+                 "decoder.conv3.0.weight": (256, 304, 1, 1), "decoder.conv3.2.weight": (256, 256, 1, 1),
+                 "decoder.conv4.weight": (n, 256, 1, 1), "decoder.conv4.bias": (n,), "fushion.0.weight": (256, 1024, 1, 1),
+                 "fushion.3.weight": (n, 256, 1, 1), "fushion.3.bias": (n,)})
+    for prefix, c in (("decoder.conv1.1", 256), ("decoder.conv2.1", 48), ("decoder.conv3.1", 256),
+                      ("decoder.conv3.3", 256), ("fushion.1", 256)):
+        abn(prefix, c)
+    return keys
+
+
+def test_schp_loads_official_checkpoint_layout_and_parses(tmp_path):
+    import torch
+
+    from pipeline.stages.schp import LABEL_SETS, SCHPNet
+
+    keys = official_schp_keys(18)
+    assert {k: tuple(v.shape) for k, v in SCHPNet(18).state_dict().items()} == keys
+    g = torch.Generator().manual_seed(0)
+    state = {"module." + k: torch.randn(s, generator=g) * 0.05 for k, s in keys.items()}
+    for k in state:
+        if k.endswith("running_var"):
+            state[k] = state[k].abs() + 1
+    torch.save({"state_dict": state}, tmp_path / "exp-schp-201908301523-atr.pth")  # SCHP's own file layout
+    backend = build("parsing", "schp-atr", {"input_size": 96, "device": "cpu"}, str(tmp_path / "exp-schp-201908301523-atr.pth"))
+    assert json.loads(backend.store_attrs()["labels"]) == list(LABEL_SETS["atr"])
+    out = backend(np.random.default_rng(0).integers(0, 255, (150, 60, 3), dtype=np.uint8), Item(0, "x.jpg"))
+    labels = decode_png(out["labels_png"])
+    assert labels.shape == (150, 60) and labels.max() < 18
+    with pytest.raises(ValueError, match="not an SCHP ResNet-101 lip checkpoint \\(20 classes\\).*wrong shapes"):
+        build("parsing", "schp-lip", {"device": "cpu"}, str(tmp_path / "exp-schp-201908301523-atr.pth"))
+
+
+def test_schp_input_warp_is_schps_affine():
+    """SCHP maps the box centre to ((s-1)/2, (s-1)/2) and the centre's upward half-side to the top edge."""
+    from pipeline.stages.schp import whole_image_transform
+
+    m = whole_image_transform(61, 121, 473)  # box 0..60 × 0..120: side 120, centre (30, 60)
+    apply = lambda x, y: m @ np.array([x, y, 1.0])  # noqa: E731
+    np.testing.assert_allclose(apply(30, 60), [236, 236], atol=1e-4)
+    np.testing.assert_allclose(apply(30, 0), [236, 0], atol=1e-4)
+    np.testing.assert_allclose(apply(0, 120), [236 - 118, 472], atol=1e-4)
+
+
+@pytest.mark.parametrize("parser", ["schp-atr", "schp-lip", "schp-pascal", "keypoint-geometry"])
+def test_configured_cloth_schemes_fit_their_label_sets(parser):
+    import yaml
+
+    from pipeline.stages.parsing import GEOMETRY_LABELS
+    from pipeline.stages.schp import LABEL_SETS
+
+    from .conftest import REPO
+
+    scheme = yaml.safe_load((REPO / "config/config.yaml").read_text())["cloth_schemes"][parser]
+    labels = GEOMETRY_LABELS if parser == "keypoint-geometry" else LABEL_SETS[parser.removeprefix("schp-")]
+    backend = build("cloth_masks", "parsing", {"label_set": parser, **scheme})
+    backend.bind({"parsing": {"labels": json.dumps(labels)}})  # every name known, every foreground label placed

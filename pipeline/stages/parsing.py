@@ -1,5 +1,7 @@
 """Human-parsing backends: a per-pixel label map per image (`labels_png`), the label set in the store.
 
+- `schp-lip`, `schp-atr`, `schp-pascal`: Self-Correction Human Parsing with the official checkpoints
+  (pipeline.stages.schp), label sets and input sizes as SCHP's simple_extractor defines them.
 - `keypoint-geometry`: the offline default, and named for what it is — not a learned parser. Coarse parts
   (head, torso, arms, legs, shoes) drawn from the keypoints store's joints, then every pixel of the
   silhouettes store's mask takes the label of the nearest drawn part.
@@ -82,3 +84,44 @@ class KeypointGeometry(Backend):
             cv2.circle(seeds, tuple(int(v) for v in centre), max(2, round(radius)), _HEAD, -1)
         labels = nearest_part(mask, seeds)
         return {"labels_png": encode_png(labels), "found": np.bool_(labels.any())}
+
+
+class SCHP(Backend):
+    stage = "parsing"
+    label_set = ""
+    defaults = {"input_size": 0, "device": "auto"}  # input_size 0: SCHP's own for the label set
+    needs_file = True  # exp-schp-201908261155-lip.pth / ...-atr.pth / ...-pascal-person-part.pth
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        import torch
+
+        from .backends import load_state_strictly
+        from .faces import load_torch_file
+        from .schp import INPUT_SIZES, LABEL_SETS, SCHPNet
+
+        device = self.params["device"]
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.labels = LABEL_SETS[self.label_set]
+        self.size = self.params["input_size"] or INPUT_SIZES[self.label_set]
+        model = SCHPNet(len(self.labels))
+        load_state_strictly(model, load_torch_file(self.model_file), self.model_file,
+                            f"an SCHP ResNet-101 {self.label_set} checkpoint ({len(self.labels)} classes)")
+        self.model = model.to(self.device).eval()
+
+    @property
+    def version(self) -> str:
+        return f"ccreid SCHP ResNet-101 ({self.label_set}, {self.size}x{self.size})"
+
+    def store_attrs(self) -> dict:
+        return {"labels": json.dumps(self.labels)}
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        from .schp import parse
+
+        labels = parse(self.model, image, self.size, self.device)
+        return {"labels_png": encode_png(labels), "found": np.bool_(labels.any())}
+
+
+for _set in ("lip", "atr", "pascal"):
+    register(type(f"SCHP_{_set}", (SCHP,), {"name": f"schp-{_set}", "label_set": _set}))
