@@ -131,13 +131,19 @@ def grace_hopper() -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
+def grace_hopper_pose(image: np.ndarray) -> dict:
+    pose = build("keypoints", "mediapipe")
+    try:
+        return pose(image, Item(0, "grace_hopper.jpg"))
+    finally:
+        pose.close()
+
+
 def test_mediapipe_backends_find_a_real_person():
     """A real photo shipped in matplotlib: Grace Hopper, head and shoulders."""
     image = grace_hopper()
     h, w = image.shape[:2]
-    pose = build("keypoints", "mediapipe")
-    kp = pose(image, Item(0, "grace_hopper.jpg"))
-    pose.close()
+    kp = grace_hopper_pose(image)
     assert kp["found"]
     nose, left_eye, right_eye = kp["keypoints"][0], kp["keypoints"][1], kp["keypoints"][2]
     # the face is in the upper half, centred; the subject's left eye is on the image's right
@@ -288,9 +294,7 @@ def test_sam_runs_through_the_checkpoint_path_and_follows_keypoint_prompts(tmp_p
 
 def test_grabcut_seeded_by_mediapipe_finds_a_real_person():
     image = grace_hopper()
-    pose = build("keypoints", "mediapipe")
-    kp = pose(image, Item(0, "grace_hopper.jpg"))
-    pose.close()
+    kp = grace_hopper_pose(image)
     out = build("silhouettes", "grabcut")(image, Item(0, "grace_hopper.jpg", {"keypoints": kp}))
     mask = cv2.imdecode(out["mask_png"], cv2.IMREAD_UNCHANGED) > 0
     nose = kp["keypoints"][0]

@@ -13,7 +13,7 @@ from pipeline.stages.parsing import GEOMETRY_LABELS, nearest_part
 from pipeline.stages.quality import box_iou, quality
 from pipeline.stages.store import Store, decode_png, decode_rgb, encode_png, encode_rgb, merge, write_shard
 
-from .test_stages import gt_file, grace_hopper
+from .test_stages import grace_hopper, grace_hopper_pose, gt_file
 
 
 def build_store(tmp_path, tiny, stage, backend, params=None, inputs=(), model_file=None):
@@ -115,9 +115,7 @@ def test_configured_geometry_scheme_runs_on_a_geometry_store(tiny_dataset, truth
 def test_mediapipe_faces_find_a_real_face_and_align_it():
     image = grace_hopper()
     h, w = image.shape[:2]
-    pose = build("keypoints", "mediapipe")
-    kp = pose(image, Item(0, "grace_hopper.jpg"))
-    pose.close()
+    kp = grace_hopper_pose(image)
     faces = build("faces", "mediapipe")
     out = faces(image, Item(0, "grace_hopper.jpg", {"keypoints": kp}))  # the head region from the pose
     faces.close()

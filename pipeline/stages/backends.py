@@ -122,3 +122,10 @@ class GroundTruthBackend(Backend):
 
     def close(self) -> None:
         self.truth.close()
+
+
+def resolve_device(name: str):
+    """A backend's `device` param: 'auto' is the GPU when there is one."""
+    import torch
+
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)

@@ -35,9 +35,12 @@ def align(image: np.ndarray, points: np.ndarray, template_points: np.ndarray, si
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
-def head_region(shape, keypoints: dict | None) -> tuple[int, int, int, int]:
-    """x1, y1, x2, y2 around the head: the face joints' extent enlarged, or the top 40% of the crop."""
+def search_region(shape, keypoints: dict | None, around_head: bool = True) -> tuple[int, int, int, int]:
+    """x1, y1, x2, y2 where a detector looks: around the head (the face joints' extent enlarged, or the
+    top 40% of the crop without keypoints), or the whole crop."""
     h, w = shape
+    if not around_head:
+        return 0, 0, w, h
     if keypoints is not None and keypoints["found"]:
         face = keypoints["keypoints"][:5]
         face = face[face[:, 2] >= 0.3, :2]
@@ -77,8 +80,7 @@ class MediaPipeFaces(Backend):
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
         size = self.params["crop_size"]
-        x1, y1, x2, y2 = head_region(image.shape[:2], item.inputs.get("keypoints")) if self.params["head_region"] \
-            else (0, 0, image.shape[1], image.shape[0])
+        x1, y1, x2, y2 = search_region(image.shape[:2], item.inputs.get("keypoints"), self.params["head_region"])
         region = image[y1:y2, x1:x2]
         scale = max(1.0, self.params["head_size"] / max(1, region.shape[1])) if self.params["head_region"] else 1.0
         big = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else region
@@ -138,14 +140,11 @@ class RetinaFaceDetector(Backend):
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        import torch
         from retinaface.predict_single import Model
 
-        from .backends import load_state_strictly
+        from .backends import load_state_strictly, resolve_device
 
-        device = self.params["device"]
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.model = Model(max_size=self.params["max_size"], device=device)
+        self.model = Model(max_size=self.params["max_size"], device=str(resolve_device(self.params["device"])))
         load_state_strictly(self.model.model, load_torch_file(self.model_file), self.model_file,
                             "a ResNet-50 RetinaFace checkpoint")
         self.model.eval()
@@ -158,8 +157,7 @@ class RetinaFaceDetector(Backend):
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
         size = self.params["crop_size"]
-        x1, y1, x2, y2 = head_region(image.shape[:2], item.inputs.get("keypoints")) if self.params["head_region"] \
-            else (0, 0, image.shape[1], image.shape[0])
+        x1, y1, x2, y2 = search_region(image.shape[:2], item.inputs.get("keypoints"), self.params["head_region"])
         faces = [f for f in self.model.predict_jsons(np.ascontiguousarray(image[y1:y2, x1:x2]), self.params["confidence"],
                                                      self.params["nms"]) if f["bbox"]]
         if not faces:

@@ -88,13 +88,10 @@ class AlphaPose(Backend):
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        import torch
-
+        from .backends import resolve_device
         from .fastpose import load_fastpose
 
-        device = self.params["device"]
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)
+        self.device = resolve_device(self.params["device"])
         self.model = load_fastpose(self.model_file, self.device)
 
     @property

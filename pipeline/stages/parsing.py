@@ -94,14 +94,11 @@ class SCHP(Backend):
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        import torch
-
-        from .backends import load_state_strictly
+        from .backends import load_state_strictly, resolve_device
         from .faces import load_torch_file
         from .schp import INPUT_SIZES, LABEL_SETS, SCHPNet
 
-        device = self.params["device"]
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.device = resolve_device(self.params["device"])
         self.labels = LABEL_SETS[self.label_set]
         self.size = self.params["input_size"] or INPUT_SIZES[self.label_set]
         model = SCHPNet(len(self.labels))

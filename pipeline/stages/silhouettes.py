@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .backends import Backend, GroundTruthBackend, Item, load_state_strictly, register
+from .backends import Backend, GroundTruthBackend, Item, load_state_strictly, register, resolve_device
 from .keypoints import SKELETON
 from .store import decode_png, encode_png
 
@@ -111,12 +111,10 @@ class SegmentAnything(Backend):
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        import torch
         from segment_anything import SamPredictor
 
-        device = self.params["device"]
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.predictor = SamPredictor(load_sam(self.params["model_type"], self.model_file, device))
+        self.predictor = SamPredictor(load_sam(self.params["model_type"], self.model_file,
+                                               resolve_device(self.params["device"])))
 
     @property
     def version(self) -> str:
