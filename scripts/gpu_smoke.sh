@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU smoke check: the CUDA, AMP, resume, nccl and video paths on tiny data, through the same CLIs the
-# workflow calls, and the AlphaPose / SAM backends on cuda (random weights, images/s). Needs one CUDA GPU and torch, torchvision, h5py, opencv, pyyaml, tqdm and pytest
+# workflow calls, and the AlphaPose / SAM / SCHP backends on cuda (random weights, images/s). Needs one CUDA GPU and torch, torchvision, h5py, opencv, pyyaml, tqdm and pytest
 # importable by $PYTHON (default python3). Run from the repository root; about 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,15 +53,18 @@ import numpy as np, torch
 from pipeline.imagepack import ImagePack
 from pipeline.stages.backends import Item, build
 from pipeline.stages.fastpose import FastPose
+from pipeline.stages.schp import SCHPNet
 from pipeline.stages.silhouettes import sam_architecture
 
 w = pathlib.Path(os.environ["W"])
 pack = ImagePack(w / "images.h5")
 torch.save(FastPose().state_dict(), w / "fastpose.pth")
 torch.save(sam_architecture("vit_b").state_dict(), w / "sam_vit_b.pth")
+torch.save(SCHPNet(18).state_dict(), w / "schp_atr.pth")
 kp = {"keypoints": np.tile([[30.0, 60.0, 0.9]], (17, 1)).astype(np.float32), "found": np.bool_(True)}
 for stage, name, params, f in (("keypoints", "alphapose", {"flip": True}, "fastpose.pth"),
-                               ("silhouettes", "sam", {"model_type": "vit_b"}, "sam_vit_b.pth")):
+                               ("silhouettes", "sam", {"model_type": "vit_b"}, "sam_vit_b.pth"),
+                               ("parsing", "schp-atr", {}, "schp_atr.pth")):
     backend = build(stage, name, params, str(w / f))
     backend(pack.image(0), Item(0, pack.paths[0], {"keypoints": kp}))  # warm-up
     torch.cuda.synchronize()
