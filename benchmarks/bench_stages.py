@@ -97,13 +97,19 @@ def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
 
     pack = ImagePack(work / "images.h5")
     torch.save(SCHPNet(18).state_dict(), work / "schp-atr.pth")
+    from pipeline.stages.gpen import FullGenerator
+    from pipeline.stages.store import encode_rgb
+
     torch.save(RetinaFaceModel(max_size=320).model.state_dict(), work / "retinaface.pth")
+    torch.save(FullGenerator(512, 512, 8, 2, 1.0).state_dict(), work / "gpen512.pth")
+    face = {"faces": {"crop_png": encode_rgb(np.full((224, 224, 3), 128, np.uint8)), "found": np.bool_(True)}}
     for stage, name, params, f, count in (("parsing", "schp-atr", {"device": "cpu"}, "schp-atr.pth", 5),
-                                          ("faces", "retinaface", {"device": "cpu"}, "retinaface.pth", 20)):
+                                          ("faces", "retinaface", {"device": "cpu"}, "retinaface.pth", 20),
+                                          ("faces_restored", "gpen", {"size": 512, "device": "cpu"}, "gpen512.pth", 2)):
         backend = build(stage, name, params, str(work / f))
         t0 = time.perf_counter()
         for i in range(count):
-            backend(pack.image(i), Item(i, pack.paths[i]))
+            backend(pack.image(i), Item(i, pack.paths[i], face))
         print(f"{stage:<14} {name:<22} {count / (time.perf_counter() - t0):>7.2f} img/s  (backend call, {count} images)")
     for model_type, count in (("tiny", 20), ("vit_b", sam_images)):
         torch.save(sam_architecture(model_type).state_dict(), work / f"sam_{model_type}.pth")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU smoke check: the CUDA, AMP, resume, nccl and video paths on tiny data, through the same CLIs the
-# workflow calls, and the AlphaPose / SAM / SCHP backends on cuda (random weights, images/s). Needs one CUDA GPU and torch, torchvision, h5py, opencv, pyyaml, tqdm and pytest
+# workflow calls, and the AlphaPose / SAM / SCHP / GPEN backends on cuda (random weights, images/s). Needs one CUDA GPU and torch, torchvision, h5py, opencv, pyyaml, tqdm and pytest
 # importable by $PYTHON (default python3). Run from the repository root; about 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +53,9 @@ import numpy as np, torch
 from pipeline.imagepack import ImagePack
 from pipeline.stages.backends import Item, build
 from pipeline.stages.fastpose import FastPose
+from pipeline.stages.gpen import FullGenerator
 from pipeline.stages.schp import SCHPNet
+from pipeline.stages.store import encode_rgb
 from pipeline.stages.silhouettes import sam_architecture
 
 w = pathlib.Path(os.environ["W"])
@@ -61,16 +63,19 @@ pack = ImagePack(w / "images.h5")
 torch.save(FastPose().state_dict(), w / "fastpose.pth")
 torch.save(sam_architecture("vit_b").state_dict(), w / "sam_vit_b.pth")
 torch.save(SCHPNet(18).state_dict(), w / "schp_atr.pth")
+torch.save(FullGenerator(512, 512, 8, 2, 1.0).state_dict(), w / "gpen512.pth")
+face = {"crop_png": encode_rgb(np.full((224, 224, 3), 128, np.uint8)), "found": np.bool_(True)}
 kp = {"keypoints": np.tile([[30.0, 60.0, 0.9]], (17, 1)).astype(np.float32), "found": np.bool_(True)}
 for stage, name, params, f in (("keypoints", "alphapose", {"flip": True}, "fastpose.pth"),
                                ("silhouettes", "sam", {"model_type": "vit_b"}, "sam_vit_b.pth"),
-                               ("parsing", "schp-atr", {}, "schp_atr.pth")):
+                               ("parsing", "schp-atr", {}, "schp_atr.pth"),
+                               ("faces_restored", "gpen", {"size": 512}, "gpen512.pth")):
     backend = build(stage, name, params, str(w / f))
-    backend(pack.image(0), Item(0, pack.paths[0], {"keypoints": kp}))  # warm-up
+    backend(pack.image(0), Item(0, pack.paths[0], {"keypoints": kp, "faces": face}))  # warm-up
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for i in range(len(pack)):
-        backend(pack.image(i), Item(i, pack.paths[i], {"keypoints": kp}))
+        backend(pack.image(i), Item(i, pack.paths[i], {"keypoints": kp, "faces": face}))
     torch.cuda.synchronize()
     print(f"{stage}/{name} on {torch.cuda.get_device_name()}: {len(pack) / (time.perf_counter() - t0):.1f} img/s")
 PY

@@ -294,3 +294,96 @@ def test_configured_cloth_schemes_fit_their_label_sets(parser):
     labels = GEOMETRY_LABELS if parser == "keypoint-geometry" else LABEL_SETS[parser.removeprefix("schp-")]
     backend = build("cloth_masks", "parsing", {"label_set": parser, **scheme})
     backend.bind({"parsing": {"labels": json.dumps(labels)}})  # every name known, every foreground label placed
+
+
+def official_gpen_keys(size: int, channel_multiplier: int, narrow: float) -> dict[str, tuple[int, ...]]:
+    """GPEN's FullGenerator state dict, written from the official face_model/gpen_model.py (not from
+    ccreid's module): persistent 4×4 blur kernels included, noise concatenated (hence 2× channels)."""
+    base = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
+            256: 64 * channel_multiplier, 512: 32 * channel_multiplier}
+    ch = {r: int(c * narrow) for r, c in base.items()}
+    keys: dict[str, tuple[int, ...]] = {}
+    for i in range(1, 9):
+        keys[f"generator.style.{i}.weight"], keys[f"generator.style.{i}.bias"] = (512, 512), (512,)
+    keys["generator.input.input"] = (1, ch[4], 4, 4)
+
+    def styled(prefix, cin, cout, up):
+        keys[f"{prefix}.conv.weight"] = (1, cout, cin, 3, 3)
+        keys[f"{prefix}.conv.modulation.weight"], keys[f"{prefix}.conv.modulation.bias"] = (cin, 512), (cin,)
+        if up:
+            keys[f"{prefix}.conv.blur.kernel"] = (4, 4)
+        keys[f"{prefix}.noise.weight"], keys[f"{prefix}.activate.bias"] = (1,), (2 * cout,)
+
+    def to_rgb(prefix, cin, up):
+        if up:
+            keys[f"{prefix}.upsample.kernel"] = (4, 4)
+        keys[f"{prefix}.conv.weight"] = (1, 3, cin, 1, 1)
+        keys[f"{prefix}.conv.modulation.weight"], keys[f"{prefix}.conv.modulation.bias"] = (cin, 512), (cin,)
+        keys[f"{prefix}.bias"] = (1, 3, 1, 1)
+
+    styled("generator.conv1", ch[4], ch[4], False)
+    to_rgb("generator.to_rgb1", 2 * ch[4], False)
+    cin, log_size = ch[4], int(np.log2(size))
+    for j, i in enumerate(range(3, log_size + 1)):
+        cout = ch[2 ** i]
+        styled(f"generator.convs.{2 * j}", 2 * cin, cout, True)
+        styled(f"generator.convs.{2 * j + 1}", 2 * cout, cout, False)
+        to_rgb(f"generator.to_rgbs.{j}", 2 * cout, True)
+        cin = cout
+    keys["ecd0.0.0.weight"], keys["ecd0.0.1.bias"] = (ch[size], 3, 1, 1), (ch[size],)
+    cin = ch[size]
+    for n, i in enumerate(range(log_size, 2, -1), start=1):
+        cout = ch[2 ** (i - 1)]
+        keys[f"ecd{n}.0.0.kernel"], keys[f"ecd{n}.0.1.weight"], keys[f"ecd{n}.0.2.bias"] = (4, 4), (cout, cin, 3, 3), (cout,)
+        cin = cout
+    keys["final_linear.0.weight"], keys["final_linear.0.bias"] = (512, ch[4] * 16), (512,)
+    return keys
+
+
+@pytest.mark.parametrize("size, multiplier, narrow", [(512, 2, 1.0), (256, 1, 0.5)])
+def test_gpen_state_dict_matches_the_official_layout(size, multiplier, narrow):
+    from pipeline.stages.gpen import FullGenerator
+
+    model = FullGenerator(size, 512, 8, multiplier, narrow)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == official_gpen_keys(size, multiplier, narrow)
+    if size == 512:  # the released GPEN-BFR-512.pth is ~284 MB of float32
+        assert sum(p.numel() for p in model.parameters()) == pytest.approx(71.0e6, rel=0.005)
+
+
+def test_upfirdn2d_is_zero_insertion_padding_and_true_convolution():
+    """Against scipy's convolve2d on the explicitly upsampled and padded image (an independent definition)."""
+    import torch
+    from scipy.signal import convolve2d
+
+    from pipeline.stages.gpen import blur_kernel, upfirdn2d
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    k = blur_kernel(4.0).numpy() * np.arange(1, 17, dtype=np.float32).reshape(4, 4) / 8.5  # asymmetric
+    for up, down, pad in ((2, 1, (2, 1)), (1, 2, (2, 2)), (1, 1, (1, 1)), (2, 1, (-1, 0))):
+        big = np.zeros((5 * up, 6 * up), np.float32)
+        big[::up, ::up] = x
+        p0, p1 = pad
+        padded = np.pad(big, ((max(p0, 0), max(p1, 0)), (max(p0, 0), max(p1, 0))))
+        padded = padded[max(-p0, 0): padded.shape[0] - max(-p1, 0), max(-p0, 0): padded.shape[1] - max(-p1, 0)]
+        expected = convolve2d(padded, k, mode="valid")[::down, ::down]
+        got = upfirdn2d(torch.from_numpy(x)[None, None], torch.from_numpy(k), up, down, pad)[0, 0].numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gpen_restores_through_the_checkpoint_path(tmp_path):
+    import torch
+
+    from pipeline.stages.gpen import FullGenerator
+
+    torch.manual_seed(0)
+    torch.save(FullGenerator(256, 512, 8, 1, 0.5).state_dict(), tmp_path / "GPEN-BFR-256.pth")
+    backend = build("faces_restored", "gpen", {"size": 256, "device": "cpu"}, str(tmp_path / "GPEN-BFR-256.pth"))
+    crop = encode_rgb(np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    out = backend(np.zeros((8, 8, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": crop, "found": np.bool_(True)}}))
+    restored = decode_rgb(out["restored_png"])
+    assert out["found"] and restored.shape == (256, 256, 3) and restored.std() > 0
+    missing = backend(np.zeros((8, 8, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": crop, "found": np.bool_(False)}}))
+    assert not missing["found"] and not decode_rgb(missing["restored_png"]).any()
+    with pytest.raises(ValueError, match="not a GPEN-BFR-512 checkpoint"):
+        build("faces_restored", "gpen", {"size": 512, "device": "cpu"}, str(tmp_path / "GPEN-BFR-256.pth"))

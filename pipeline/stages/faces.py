@@ -9,6 +9,8 @@ detector gives none), a score, and a crop aligned by a similarity transform to t
 - `retinaface` (faces): retinaface-pytorch's ResNet-50 RetinaFace with its released weights (or the
   Pytorch_Retinaface `Resnet50_Final.pth` GPEN uses: the same key names under `module.`), thresholds as
   params (GPEN's: confidence 0.9, NMS 0.4), on the same head region, aligned with all 5 landmarks.
+- `gpen` (faces_restored): GPEN-BFR-512 or -256 (pipeline.stages.gpen) on the aligned crop resized to the
+  model's size, as GPEN's FaceGAN.process feeds it (bilinear resize, RGB in [-1, 1]).
 - `bicubic` (faces_restored): the aligned crop upsampled with bicubic interpolation — no restoration,
   named for what it is.
 """
@@ -190,3 +192,46 @@ class BicubicRestoration(Backend):
         restored = cv2.resize(lr, (size, size), interpolation=cv2.INTER_CUBIC) if face["found"] else \
             np.zeros((size, size, 3), np.uint8)
         return {"found": np.bool_(face["found"]), "lr_png": face["crop_png"], "restored_png": encode_rgb(restored)}
+
+
+@register
+class GPENRestoration(Backend):
+    stage, name = "faces_restored", "gpen"
+    defaults = {"size": 512, "device": "auto"}
+    needs_file = True  # GPEN-BFR-512.pth or GPEN-BFR-256.pth
+    input_stages = ("faces",)
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        import torch
+
+        from .backends import load_state_strictly, resolve_device
+        from .gpen import CONFIGS, FullGenerator
+
+        size = self.params["size"]
+        if size not in CONFIGS:
+            raise ValueError(f"GPEN size must be one of {sorted(CONFIGS)} (GPEN-BFR-512 / -256), got {size}")
+        self.device = resolve_device(self.params["device"])
+        model = FullGenerator(size, 512, 8, **CONFIGS[size])
+        state = torch.load(self.model_file, map_location="cpu", weights_only=True)
+        load_state_strictly(model, state, self.model_file, f"a GPEN-BFR-{size} checkpoint")
+        self.model = model.to(self.device).eval()
+
+    @property
+    def version(self) -> str:
+        return f"ccreid GPEN-BFR-{self.params['size']} (plain PyTorch)"
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        import torch
+
+        face = item.inputs["faces"]
+        size = self.params["size"]
+        if not face["found"]:
+            return {"found": np.bool_(False), "lr_png": face["crop_png"],
+                    "restored_png": encode_rgb(np.zeros((size, size, 3), np.uint8))}
+        lr = cv2.resize(decode_rgb(face["crop_png"]), (size, size))
+        x = torch.from_numpy(lr).permute(2, 0, 1).float().div(255).sub(0.5).div(0.5)[None].to(self.device)
+        with torch.no_grad():
+            out = self.model(x)[0].float().clamp(-1, 1).mul(0.5).add(0.5).mul(255)
+        restored = out.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+        return {"found": np.bool_(True), "lr_png": face["crop_png"], "restored_png": encode_rgb(restored)}
