@@ -5,6 +5,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.datasets import LAYOUT_DIRS
+from pipeline.stages.backends import STAGES
 
 
 def dataset_cfg(dataset):
@@ -49,7 +50,7 @@ def store_args(wildcards, input):
 
 # --- preprocessing stages ----------------------------------------------------------------------------
 
-STAGE_PATTERN = "keypoints|silhouettes|parsing|cloth_masks|faces|faces_restored"
+STAGE_PATTERN = "|".join(STAGES)
 
 
 def stage_backend(stage):
