@@ -103,14 +103,15 @@ def model_file(wildcards):
 
 def model_input(wildcards):
     # the synthetic truth lives inside the generated dataset directory: depend on that directory
+    path = model_file(wildcards)
     if wildcards.backend == "groundtruth":
-        model_file(wildcards)
         return raw_input(wildcards)
-    return [model_file(wildcards)] if model_file(wildcards) else []
+    return [path] if path else []
 
 
 def input_stores(wildcards):
-    """Stores a backend reads: grabcut's keypoint seeds (when on), the parsing backend's parsing store."""
+    """Stores a backend reads, as `backends.<stage>.<backend>.inputs` lists them (GrabCut's keypoint seeds,
+    the parsing-foreground silhouettes' parsing store, ...)."""
     spec = backend_cfg(wildcards.stage, wildcards.backend)
     return [store_path(wildcards.dataset, s) for s in spec.get("inputs", [])]
 
