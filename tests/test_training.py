@@ -62,7 +62,13 @@ def test_evaluate_cli_writes_metrics_with_provenance(tmp_path, tiny_dataset):
         assert m["num_valid_queries"] > 0
     prov = report["provenance"]
     assert prov["seed"] == 1 and prov["device_eval"] == "cpu" and len(prov["config_hash"]) == 12
-    assert (tmp_path / "features.h5").is_file()
+    import h5py
+
+    from pipeline.imagepack import ImagePack
+
+    with h5py.File(tmp_path / "features.h5") as f:  # rows join the image pack and every derived store
+        paths = ImagePack(tiny_dataset["images"]).paths
+        assert [paths[i] for i in f["gallery/pack_index"][:]] == [p.decode() for p in f["gallery/path"][:]]
     from trainer.report import table
 
     lines = table([str(out)]).splitlines()

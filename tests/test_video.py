@@ -199,4 +199,4 @@ def test_video_dataset_trains_and_evaluates_end_to_end(tmp_path):
     with h5py.File(tmp_path / "features.h5") as f:
         assert f["gallery/features"].shape == (6, 512)
         np.testing.assert_allclose(np.linalg.norm(f["gallery/features"][:], axis=1), 1.0, rtol=1e-5)
-        assert f["gallery/path"][0].decode().startswith("CCVID/session")
+        assert f["gallery/path"][0].decode().startswith("CCVID/session") and "pack_index" not in f["gallery"]

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from pipeline.datasets.base import Sample
 from pipeline.imagepack import ImagePack
 
-from .clips import dense_chunks, random_crop, evaluation_clips
+from .clips import dense_chunks, evaluation_clips, random_crop
 
 
 class PackedImages(Dataset):
@@ -54,12 +54,9 @@ class PackedClips(Dataset):
                 self.items.append(frames[list(part)])
                 owner.append(t)
         self.owner = np.array(owner, np.int64)
-        self.tracklet_pids = np.array([t.pid for t in tracklets], np.int64)
-        self.tracklet_camids = np.array([t.camid for t in tracklets], np.int64)
-        self.tracklet_clothes = np.array([t.clothes_id for t in tracklets], np.int64)
-        self.pids = self.tracklet_pids[self.owner]
-        self.camids = self.tracklet_camids[self.owner]
-        self.clothes = self.tracklet_clothes[self.owner]
+        self.pids = np.array([t.pid for t in tracklets], np.int64)[self.owner]
+        self.camids = np.array([t.camid for t in tracklets], np.int64)[self.owner]
+        self.clothes = np.array([t.clothes_id for t in tracklets], np.int64)[self.owner]
 
     def __len__(self) -> int:
         return len(self.items)

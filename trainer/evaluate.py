@@ -1,7 +1,7 @@
 """python -m trainer.evaluate --model model.pt --lists LISTS_DIR --images images.h5 --out metrics.json
 
-Extracts features (flip-augmented images, or clip-averaged tracklets) for every split the dataset's protocols use, evaluates each protocol
-(protocol.json) and writes metrics.json (per protocol: mAP, rank-1/5/10/20, mINP, valid queries, plus
+Extracts features (flip-augmented images, or clip-averaged tracklets) for every split the dataset's
+protocols use, evaluates each protocol (protocol.json) and writes metrics.json (per protocol: mAP, rank-1/5/10/20, mINP, valid queries, plus
 provenance) and features.h5 beside it.
 """
 from __future__ import annotations
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             g.create_dataset("camid", data=ds.camids)
             g.create_dataset("clothes_id", data=ds.clothes)
             g.create_dataset("path", data=[x.path for x in ds.samples], dtype=h5py.string_dtype())
+            if not any(x.frames for x in ds.samples):  # images: the row in images.h5 and every derived store
+                g.create_dataset("pack_index", data=pack.indices([x.path for x in ds.samples]))
         f.attrs["manifest_sha256"] = pack.manifest_sha256
     report = {
         "dataset": state["dataset"],

@@ -83,13 +83,14 @@ def pid2clothes(train: list[Sample]) -> np.ndarray:
 
 
 def summarise(samples: list[Sample]) -> dict[str, int]:
+    video = bool(samples and samples[0].frames)
     out = {
         "ids": len({s.pid for s in samples}),
-        "images": sum(len(s.frames) for s in samples) if samples and samples[0].frames else len(samples),
+        "images": len(listed_files(samples)),
         "clothes": len({s.clothes_id for s in samples} - {NO_CLOTHES}),
         "cameras": len({s.camid for s in samples}),
     }
-    if samples and samples[0].frames:
+    if video:
         out["tracklets"] = len(samples)
     return out
 

@@ -24,8 +24,8 @@ def _tile(img: np.ndarray, height: int = TILE_H) -> np.ndarray:
     return cv2.resize(img, (max(1, round(img.shape[1] * scale)), height), interpolation=cv2.INTER_NEAREST)
 
 
-def _empty(width: int) -> np.ndarray:
-    return np.full((TILE_H, width, 3), 96, np.uint8)
+def _empty() -> np.ndarray:
+    return np.full((TILE_H, TILE_H, 3), 96, np.uint8)
 
 
 def _skeleton(image: np.ndarray, keypoints: np.ndarray, min_score: float = 0.3) -> np.ndarray:
@@ -55,7 +55,7 @@ def render(pack: ImagePack, stores: dict[str, Store], indices: list[int]) -> np.
         for stage, field in (("faces", "crop_png"), ("faces_restored", "restored_png")):
             if stage in stores:
                 found = stores[stage]["found"][i]
-                tiles.append(_tile(decode_rgb(stores[stage][field][i]), TILE_H) if found else _empty(TILE_H))
+                tiles.append(_tile(decode_rgb(stores[stage][field][i])) if found else _empty())
         rows.append(np.hstack([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles]))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
