@@ -24,16 +24,13 @@ from tqdm import tqdm
 from ..atomic import write_text
 from ..cli import reports_user_errors
 from ..imagepack import ImagePack
-from .backends import BACKENDS, Item, build
+from .backends import Item, build, registered
 from .store import Store, merge, shard_indices, write_shard
 
 
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_model_file(path: str, expected_sha256: str | None) -> str:
@@ -137,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("backends", help="list stages and backends")
     a = ap.parse_args(argv)
     if a.command == "backends":
-        from . import cloth, faces, keypoints, parsing, silhouettes  # noqa: F401
-
-        for (stage, name), cls in sorted(BACKENDS.items()):
+        for (stage, name), cls in sorted(registered().items()):
             print(f"{stage:<12} {name:<12} params {json.dumps(cls.defaults)}")
         return 0
     if a.command == "run":

@@ -65,9 +65,15 @@ def register(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
-def build(stage: str, name: str, params: dict | None = None, model_file: str | None = None) -> Backend:
-    from . import cloth, faces, keypoints, parsing, silhouettes  # noqa: F401  (register the backends)
+def registered() -> dict[tuple[str, str], type[Backend]]:
+    """Every backend, by (stage, name); the modules register themselves on import."""
+    from . import cloth, faces, keypoints, parsing, silhouettes  # noqa: F401
 
+    return BACKENDS
+
+
+def build(stage: str, name: str, params: dict | None = None, model_file: str | None = None) -> Backend:
+    registered()
     if (stage, name) not in BACKENDS:
         known = sorted(n for s, n in BACKENDS if s == stage)
         raise ValueError(f"unknown {stage} backend {name!r}; available: {', '.join(known)}")
