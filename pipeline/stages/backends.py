@@ -101,6 +101,29 @@ class GroundTruth:
         self.file.close()
 
 
+def load_checkpoint(path: str) -> dict:
+    """A state dict from a checkpoint file: saved by torch, or zipped alone (retinaface-pytorch's releases);
+    wrapped under 'state_dict' (SCHP) or not; DataParallel's 'module.' prefix removed (AlphaPose, SCHP,
+    Pytorch_Retinaface)."""
+    import io
+    import zipfile
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        if not zipfile.is_zipfile(path):
+            raise
+        with zipfile.ZipFile(path) as z:
+            members = [m for m in z.namelist() if not m.endswith("/")]
+            if len(members) != 1:
+                raise ValueError(f"{path}: expected one checkpoint inside the zip, found {members}") from None
+            state = torch.load(io.BytesIO(z.read(members[0])), map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
 def load_state_strictly(model, state: dict, path, what: str):
     """Load `state` into `model`, or stop naming the keys and shapes that differ."""
     expected = model.state_dict()

@@ -111,28 +111,6 @@ class MediaPipeFaces(Backend):
         self.detector.close()
 
 
-def load_torch_file(path: str):
-    """A state dict saved by torch, or such a file zipped alone (how retinaface-pytorch releases its weights)."""
-    import zipfile
-
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        if not zipfile.is_zipfile(path):
-            raise
-        with zipfile.ZipFile(path) as z:
-            members = [m for m in z.namelist() if not m.endswith("/")]
-            if len(members) != 1:
-                raise ValueError(f"{path}: expected one checkpoint inside the zip, found {members}") from None
-            import io
-
-            state = torch.load(io.BytesIO(z.read(members[0])), map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 @register
 class RetinaFaceDetector(Backend):
     stage, name = "faces", "retinaface"
@@ -144,10 +122,10 @@ class RetinaFaceDetector(Backend):
         super().__init__(params, model_file)
         from retinaface.predict_single import Model
 
-        from .backends import load_state_strictly, resolve_device
+        from .backends import load_checkpoint, load_state_strictly, resolve_device
 
         self.model = Model(max_size=self.params["max_size"], device=str(resolve_device(self.params["device"])))
-        load_state_strictly(self.model.model, load_torch_file(self.model_file), self.model_file,
+        load_state_strictly(self.model.model, load_checkpoint(self.model_file), self.model_file,
                             "a ResNet-50 RetinaFace checkpoint")
         self.model.eval()
 
@@ -203,9 +181,7 @@ class GPENRestoration(Backend):
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        import torch
-
-        from .backends import load_state_strictly, resolve_device
+        from .backends import load_checkpoint, load_state_strictly, resolve_device
         from .gpen import CONFIGS, FullGenerator
 
         size = self.params["size"]
@@ -213,8 +189,7 @@ class GPENRestoration(Backend):
             raise ValueError(f"GPEN size must be one of {sorted(CONFIGS)} (GPEN-BFR-512 / -256), got {size}")
         self.device = resolve_device(self.params["device"])
         model = FullGenerator(size, 512, 8, **CONFIGS[size])
-        state = torch.load(self.model_file, map_location="cpu", weights_only=True)
-        load_state_strictly(model, state, self.model_file, f"a GPEN-BFR-{size} checkpoint")
+        load_state_strictly(model, load_checkpoint(self.model_file), self.model_file, f"a GPEN-BFR-{size} checkpoint")
         self.model = model.to(self.device).eval()
 
     @property

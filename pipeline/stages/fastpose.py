@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from .backends import load_state_strictly
+from .backends import load_checkpoint, load_state_strictly
 
 NUM_JOINTS = 17
 INPUT_SIZE = (256, 192)  # H, W
@@ -93,8 +93,6 @@ class FastPose(nn.Module):
 def load_fastpose(path: str | Path, device: torch.device | str = "cpu") -> FastPose:
     """FastPose with the weights of an official AlphaPose COCO checkpoint (DataParallel's 'module.'
     prefix accepted); a file with other keys or shapes is an error naming them."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = load_state_strictly(FastPose(), state, path, "an AlphaPose FastPose (ResNet-50, COCO-17) checkpoint")
+    model = load_state_strictly(FastPose(), load_checkpoint(path), path,
+                                "an AlphaPose FastPose (ResNet-50, COCO-17) checkpoint")
     return model.to(device).eval()

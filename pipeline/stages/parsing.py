@@ -94,15 +94,14 @@ class SCHP(Backend):
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        from .backends import load_state_strictly, resolve_device
-        from .faces import load_torch_file
+        from .backends import load_checkpoint, load_state_strictly, resolve_device
         from .schp import INPUT_SIZES, LABEL_SETS, SCHPNet
 
         self.device = resolve_device(self.params["device"])
         self.labels = LABEL_SETS[self.label_set]
         self.size = self.params["input_size"] or INPUT_SIZES[self.label_set]
         model = SCHPNet(len(self.labels))
-        load_state_strictly(model, load_torch_file(self.model_file), self.model_file,
+        load_state_strictly(model, load_checkpoint(self.model_file), self.model_file,
                             f"an SCHP ResNet-101 {self.label_set} checkpoint ({len(self.labels)} classes)")
         self.model = model.to(self.device).eval()
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .backends import Backend, GroundTruthBackend, Item, load_state_strictly, register, resolve_device
+from .backends import (Backend, GroundTruthBackend, Item, load_checkpoint, load_state_strictly, register,
+                       resolve_device)
 from .keypoints import SKELETON
 from .store import decode_png, encode_png
 
@@ -94,11 +95,8 @@ def sam_architecture(model_type: str):
 
 
 def load_sam(model_type: str, path: str, device):
-    import torch
-
     model = sam_architecture(model_type)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    load_state_strictly(model, state, path, f"a SAM {model_type} checkpoint (is model_type right?)")
+    load_state_strictly(model, load_checkpoint(path), path, f"a SAM {model_type} checkpoint (is model_type right?)")
     return model.to(device).eval()
 
 
