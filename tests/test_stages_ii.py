@@ -151,7 +151,8 @@ def test_face_quality_metric_and_detector_on_synthetic_faces(tiny_dataset, truth
     assert box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
     detected = build_store(tmp_path, tiny_dataset, "faces", "mediapipe", inputs=(truth_stores["keypoints"],))
     q = quality(str(detected), images, gt_file(tiny_dataset))
-    assert 0.0 <= q["found_rate"] <= 1.0 and (q["found_rate"] == 0 or q["mean_box_iou"] > 0.3)
+    # measured 58% found, box IoU 0.63 on these 96–128 px crops: a broken detector or box mapping falls below
+    assert q["found_rate"] > 0.4 and q["mean_box_iou"] > 0.5
 
 
 def test_bicubic_restoration_and_missing_faces():
@@ -173,8 +174,18 @@ def test_contact_sheet_shows_every_store(tiny_dataset, truth_stores, tmp_path):
                  "--count", "3", *stores]) == 0
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert sheet.shape[0] == 3 * (TILE_H + 4)
-    # three tiles a row: image with skeleton, silhouette, parsing (wider than any single tile)
-    assert sheet.shape[1] > 3 * TILE_H // 3
+    # one row drawn directly: three tiles of the image's width at TILE_H (image, silhouette, parsing), and the
+    # silhouette tile is the stored mask
+    from pipeline.stages.sheet import render
+
+    pack = ImagePack(tiny_dataset["images"])
+    h, w = pack.image(0).shape[:2]
+    tile_w = round(w * TILE_H / h)
+    with Store(truth_stores["silhouettes"]) as sil, Store(truth_stores["parsing"]) as par:
+        row = render(pack, {"silhouettes": sil, "parsing": par}, [0])
+        mask = cv2.resize(sil.png("mask_png", 0), (tile_w, TILE_H), interpolation=cv2.INTER_NEAREST)
+    assert row.shape == (TILE_H + 4, 3 * (tile_w + 4), 3)
+    np.testing.assert_array_equal(row[:TILE_H, tile_w + 4: 2 * tile_w + 4, 0], (mask > 0) * 255)
 
 
 def test_retinaface_loads_its_released_key_layout_and_detects_through_the_same_path(tmp_path):
