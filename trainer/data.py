@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from pipeline.datasets.base import Sample
 from pipeline.imagepack import ImagePack
+from pipeline.stages.store import decode_png
 
 from .clips import dense_chunks, evaluation_clips, random_crop
 
@@ -67,3 +69,40 @@ class PackedClips(Dataset):
             frames = frames[random_crop(len(frames), self.seq_len, self.stride)]
         clip = self.transform([self.pack.image(int(f)) for f in frames])
         return clip, int(self.pids[i]), int(self.camids[i]), int(self.clothes[i])
+
+
+class PackedImagesWithBodyCues(PackedImages):
+    """3DSL's training items: the augmented image for E_rgb, the plain resized image for E_3D (no 3D
+    augmentation, as the authors' code), and the 2-D cues ASSP projects onto — COCO-17 keypoints in
+    the normalised image coordinates of `trainer.body.geometry` with a confidence each (0: missing),
+    and the silhouette resized to the rendering size (area-averaged, so in [0, 1]).
+
+    keypoints: the keypoints store's N×17×3 array (x, y, score in original pixels), masks: its PNG
+    column, both indexed by image-pack row; sil_found: whether the silhouette stage found a person.
+    """
+
+    def __init__(self, pack: ImagePack, samples: list[Sample], transform, plain_transform, keypoints: np.ndarray,
+                 masks: np.ndarray, sil_found: np.ndarray, render_size: tuple[int, int]):
+        super().__init__(pack, samples, transform)
+        if len(keypoints) != len(pack) or len(masks) != len(pack):
+            raise ValueError(f"stores have {len(keypoints)} keypoint and {len(masks)} silhouette rows, "
+                             f"the image pack {len(pack)}")
+        self.plain, self.keypoints, self.masks, self.sil_found = plain_transform, keypoints, masks, sil_found
+        self.render_size = render_size
+        self.heights, self.widths = pack.sizes()
+
+    def __getitem__(self, i: int):
+        j = int(self.pack_index[i])
+        rgb = self.pack.image(j)
+        image3d = self.plain(rgb)
+        h, w = image3d.shape[-2:]
+        kp = self.keypoints[j].astype(np.float32).copy()
+        u, v = kp[:, 0] * w / self.widths[j], kp[:, 1] * h / self.heights[j]
+        score = np.clip(np.nan_to_num(kp[:, 2]), 0, 1)
+        kp = np.stack([(2 * u - w) / h, (2 * v - h) / h, score], 1)
+        mask = decode_png(self.masks[j]).astype(np.float32)
+        rh, rw = self.render_size
+        sil = cv2.resize(mask, (rw, rh), interpolation=cv2.INTER_AREA)
+        cues = {"rgb": self.transform(rgb), "image3d": image3d, "keypoints": torch.from_numpy(kp),
+                "silhouette": torch.from_numpy(sil), "sil_valid": torch.tensor(float(self.sil_found[j]))}
+        return cues, int(self.pids[i]), int(self.camids[i]), int(self.clothes[i])

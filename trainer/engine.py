@@ -24,6 +24,13 @@ from .methods import Method
 from .precision import Precision
 
 
+def to_device(x, device: torch.device):
+    """A batch's inputs: one tensor, or a dict of them (a method that trains on more than the image)."""
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
 def _unwrap(m):
     return m.module if hasattr(m, "module") else m
 
@@ -79,7 +86,7 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         sums: dict[str, float] = defaultdict(float)
         steps, t0 = 0, time.time()
         for images, pids, camids, clothes in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=None, leave=False):
-            stats = method.train_step(images.to(device, non_blocking=True), pids.to(device), camids.to(device),
+            stats = method.train_step(to_device(images, device), pids.to(device), camids.to(device),
                                       clothes.to(device), epoch, precision)
             for k, v in stats.items():
                 sums[k] += v

@@ -20,15 +20,13 @@ from pipeline.cli import reports_user_errors
 from pipeline.imagepack import ImagePack
 
 from .features import evaluate_protocols
-from .models import FeatureNet
+from .models import build_feature_net
 from .runtime import git_commit, pick_device
 
 
-def load_feature_net(path: str | Path, device: torch.device) -> tuple[FeatureNet, dict]:
+def load_feature_net(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    m = state["config"]["model"]
-    # pretrained weights are already inside the state dict: never reload them here
-    net = FeatureNet(m["backbone"], "none", m["last_stride"], m["pooling"])
+    net = build_feature_net(state["feature_net_spec"])
     net.load_state_dict(state["feature_net"])
     return net.to(device).eval(), state
 

@@ -28,13 +28,19 @@ class TripletLoss(nn.Module):
         super().__init__()
         self.margin = margin
 
-    def forward(self, features, targets):
+    def forward(self, features, targets, clothes=None):
+        """clothes given: 3DSL's clothes-aware sampling (paper §3.3) — an anchor's positives are its
+        identity in *other* clothes; an anchor with none of those in the batch falls back to its identity."""
         f = F.normalize(features, dim=1)
         all_f, all_t = gather_with_local_grad(f), gather_with_local_grad(targets)
         dist = 1 - f @ all_f.t()
-        is_pos = (targets[:, None] == all_t[None, :]).float()
+        same = (targets[:, None] == all_t[None, :]).float()
+        is_pos = same
+        if clothes is not None:
+            cross = same * (clothes[:, None] != gather_with_local_grad(clothes)[None, :]).float()
+            is_pos = torch.where(cross.sum(1, keepdim=True) > 0, cross, same)
         hardest_pos = (dist * is_pos).max(1).values
-        hardest_neg = (dist * (1 - is_pos) + is_pos * 1e8).min(1).values
+        hardest_neg = (dist * (1 - same) + same * 1e8).min(1).values
         return F.relu(hardest_pos - hardest_neg + self.margin).mean()
 
 
@@ -67,3 +73,13 @@ class ClothesBasedAdversarialLoss(nn.Module):
         onehot = F.one_hot(targets, z.size(1)).to(z.dtype)
         target = (1 - self.epsilon) * onehot + self.epsilon * positive_mask / positive_mask.sum(1, keepdim=True)
         return (-target * log_prob).sum(1).mean()
+
+
+def lsgan_discriminator_loss(real_scores, fake_scores):
+    """Eq. (2): E[(1 − D(real))²] + E[D(fake)²], each summed over D's outputs, averaged over samples."""
+    return ((real_scores - 1) ** 2).sum(1).mean() + (fake_scores**2).sum(1).mean()
+
+
+def lsgan_generator_loss(fake_scores):
+    """Eq. (3): E[(1 − D(fake))²], summed over D's outputs, averaged over samples."""
+    return ((fake_scores - 1) ** 2).sum(1).mean()

@@ -10,15 +10,20 @@ from torch.utils.data import Sampler
 class IdentitySampler(Sampler[int]):
     """Each epoch: per identity, K-sized groups of its shuffled images (drawn with replacement when it
     has fewer than K, remainder dropped); all groups shuffled globally; rank r of W takes groups r::W.
-    Consecutive groups form a batch, so a batch can hold two groups of one identity, as in CAL."""
+    Consecutive groups form a batch, so a batch can hold two groups of one identity, as in CAL.
 
-    def __init__(self, pids, num_instances: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    clothes given (3DSL's clothes-aware sampling, paper §3.3): an identity's shuffled images are dealt
+    round-robin over its outfits before grouping, so each group spans as many outfits as it can and the
+    triplet loss finds same-identity, other-clothes positives."""
+
+    def __init__(self, pids, num_instances: int, seed: int = 0, rank: int = 0, world_size: int = 1, clothes=None):
         if num_instances < 1:
             raise ValueError(f"num_instances must be >= 1, got {num_instances}")
         self.by_pid: dict[int, list[int]] = defaultdict(list)
         for i, pid in enumerate(pids):
             self.by_pid[int(pid)].append(i)
         self.k, self.seed, self.rank, self.world = num_instances, seed, rank, world_size
+        self.clothes = None if clothes is None else np.asarray(clothes)
         self.epoch = 0
         groups = sum(max(len(v), self.k) // self.k for v in self.by_pid.values())
         self._len = (groups // self.world) * self.k
@@ -34,11 +39,20 @@ class IdentitySampler(Sampler[int]):
             if len(idx) < self.k:
                 idx = rng.choice(idx, size=self.k, replace=True)
             idx = rng.permutation(idx)
+            if self.clothes is not None:
+                idx = self._deal_over_outfits(idx)
             usable = len(idx) - len(idx) % self.k
             groups += [idx[j : j + self.k].tolist() for j in range(0, usable, self.k)]
         order = rng.permutation(len(groups))
         groups = [groups[i] for i in order]
         return groups[: len(groups) - len(groups) % self.world]
+
+    def _deal_over_outfits(self, idx: np.ndarray) -> np.ndarray:
+        outfits: dict[int, list[int]] = {}
+        for i in idx:
+            outfits.setdefault(int(self.clothes[i]), []).append(int(i))
+        piles = list(outfits.values())
+        return np.array([p[r] for r in range(max(map(len, piles))) for p in piles if r < len(p)])
 
     def __iter__(self):
         for group in self._groups()[self.rank :: self.world]:

@@ -25,31 +25,35 @@ from pipeline.stages.store import Store
 
 from . import distributed as D
 from .config import config_hash, load_method_config
-from .data import PackedClips, PackedImages
 from .engine import fit
 from .features import evaluate_protocols
-from .methods import build_method
+from .methods import build_method, method_class
 from .precision import Precision
 from .runtime import git_commit, pick_device, seed_everything
 from .samplers import IdentitySampler
-from .transforms import TrainTransform
 
 
-def store_provenance(stores: dict[str, str], manifest_sha256: str) -> dict:
-    """Open each preprocessing store the method requires (refusing one made for another image pack) and
-    describe what produced it, for model.pt."""
-    out = {}
+def open_stores(stores: dict[str, str], manifest_sha256: str) -> dict[str, Store]:
+    """Open each preprocessing store the method requires, refusing one made for another image pack."""
+    opened = {}
     for stage, path in stores.items():
-        with Store(path, manifest_sha256) as store:
-            if store.attrs["stage"] != stage:
-                raise ValueError(f"{path}: a {store.attrs['stage']} store given as {stage}")
-            out[stage] = {"path": str(path), **{k: str(store.attrs[k]) for k in
-                          ("backend", "backend_version", "params", "weights_sha256", "created")}}
-    return out
+        store = Store(path, manifest_sha256)
+        if store.attrs["stage"] != stage:
+            raise ValueError(f"{path}: a {store.attrs['stage']} store given as {stage}")
+        opened[stage] = store
+    return opened
+
+
+def store_provenance(stores: dict[str, Store]) -> dict:
+    """What produced each store, for model.pt."""
+    return {stage: {"path": str(store.path), **{k: str(store.attrs[k]) for k in
+                    ("backend", "backend_version", "params", "weights_sha256", "created")}}
+            for stage, store in stores.items()}
 
 
 def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "auto",
-          stores: dict[str, str] | None = None) -> Path:
+          stores: dict[str, str] | None = None, resources: dict | None = None) -> Path:
+    """resources: files a method reads besides images and stores (3DSL: body_model, mocap)."""
     device = pick_device(device_name)
     if device.type == "cuda" and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -65,21 +69,19 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     p2c = pid2clothes(train_samples) if meta["has_clothes"] else None
     d = cfg["data"]
     pack = ImagePack(images)
-    preprocessing = store_provenance(stores or {}, pack.manifest_sha256)
-    aug = d["augment"]
-    transform = TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"])
-    if meta.get("video"):
-        v = d["video"]  # training clips: dense chunks, then a random crop (reference.md §1.5, §2.4)
-        dataset = PackedClips(pack, train_samples, transform, train=True, seq_len=v["seq_len"], stride=v["stride"],
-                              dense_step=v["dense_step"])
-    else:
-        dataset = PackedImages(pack, train_samples, transform)
-    sampler = IdentitySampler(dataset.pids, d["num_instances"], cfg["seed"], D.rank(), D.world_size())
+    opened = open_stores(stores or {}, pack.manifest_sha256)
+    preprocessing = store_provenance(opened)
+    kind = method_class(cfg)
+    dataset = kind.training_dataset(pack, train_samples, cfg, opened, bool(meta.get("video")))
+    for store in opened.values():
+        store.close()  # datasets copy what they need: h5py handles must not cross into loader workers
+    sampler = IdentitySampler(dataset.pids, d["num_instances"], cfg["seed"], D.rank(), D.world_size(),
+                              clothes=kind.sampler_clothes(cfg, dataset))
     loader = DataLoader(dataset, batch_size=d["batch_size"], sampler=sampler, num_workers=d["workers"],
                         drop_last=True, pin_memory=device.type == "cuda", persistent_workers=d["workers"] > 0)
     if len(loader) == 0:
         raise ValueError(f"{lists}/train.txt: {len(dataset)} training items give no full batch of {d['batch_size']}")
-    method = build_method(cfg, num_pids, p2c, device)
+    method = build_method(cfg, num_pids, p2c, device, resources)
     if D.is_distributed():
         method.wrap_distributed(device)
 
@@ -93,8 +95,10 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     model_path = out / "model.pt"
     if D.rank() == 0:
         feature_net = method.feature_net()
+        report = method.write_report(out, dataset)
         with atomic_path(model_path) as tmp:
-            torch.save({"feature_net": feature_net.state_dict(), "config": cfg, "config_hash": h,
+            torch.save({"feature_net": feature_net.state_dict(), "feature_net_spec": method.feature_net_spec(),
+                        "report": report, "config": cfg, "config_hash": h,
                         "dataset": meta["dataset"], "num_train_pids": num_pids,
                         "num_train_clothes": 0 if p2c is None else int(p2c.shape[1]),
                         "train_epoch_seconds": sum(json.loads(line)["seconds"] for line in
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--store", action="append", default=[], metavar="STAGE=PATH",
                     help="a preprocessing store the method requires, e.g. keypoints=data/derived/prcc/keypoints/mediapipe.h5")
+    ap.add_argument("--body-model", default=None, help="SMPL-format body model .pkl (3DSL)")
+    ap.add_argument("--mocap", default=None, help="real SMPL parameters: an AMASS-style .npz or a folder of them (3DSL)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -133,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in a.store if "=" not in s]
     if bad:
         raise ValueError(f"--store {bad[0]!r}: expected STAGE=PATH")
-    path = train(cfg, a.lists, a.images, out, a.device, dict(s.split("=", 1) for s in a.store))
+    resources = {"body_model": a.body_model, "mocap": a.mocap}
+    path = train(cfg, a.lists, a.images, out, a.device, dict(s.split("=", 1) for s in a.store), resources)
     print(f"wrote {path}")
     return 0
 

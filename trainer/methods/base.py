@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..models import FeatureNet
+from ..data import PackedClips, PackedImages
 from ..precision import Precision
+from ..transforms import TrainTransform
 
 METHODS: dict[str, Callable[..., "Method"]] = {}
 
@@ -22,11 +23,17 @@ def register(name: str):
     return wrap
 
 
-def build_method(cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device) -> "Method":
+def method_class(cfg: dict) -> type["Method"]:
     name = cfg["method"]
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
-    return METHODS[name](cfg, num_pids, pid2clothes, device)
+    return METHODS[name]
+
+
+def build_method(cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device,
+                 resources: dict | None = None) -> "Method":
+    """resources: what a method reads besides images (3DSL: body_model and mocap paths)."""
+    return method_class(cfg)(cfg, num_pids, pid2clothes, device, resources)
 
 
 class Method:
@@ -39,8 +46,34 @@ class Method:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
 
-    def feature_net(self) -> FeatureNet:
+    @classmethod
+    def training_dataset(cls, pack, samples, cfg: dict, stores: dict, video: bool):
+        """The training items: images (or clips of a video dataset) through CAL's augmentation.
+        stores: the opened preprocessing stores the method requires, by stage."""
+        d = cfg["data"]
+        aug = d["augment"]
+        transform = TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"])
+        if video:
+            v = d["video"]  # training clips: dense chunks, then a random crop (reference.md §1.5, §2.4)
+            return PackedClips(pack, samples, transform, train=True, seq_len=v["seq_len"], stride=v["stride"],
+                               dense_step=v["dense_step"])
+        return PackedImages(pack, samples, transform)
+
+    @classmethod
+    def sampler_clothes(cls, cfg: dict, dataset):
+        """Clothes labels for a clothes-aware identity sampler, or None for plain P×K."""
+        return None
+
+    def feature_net(self) -> nn.Module:
         raise NotImplementedError
+
+    def feature_net_spec(self) -> dict:
+        """How evaluation rebuilds feature_net() from its state dict (trainer.models.build_feature_net)."""
+        raise NotImplementedError
+
+    def write_report(self, out_dir, dataset) -> dict:
+        """Method-specific outputs beside model.pt; returns what to record in model.pt."""
+        return {}
 
     def wrap_distributed(self, device: torch.device) -> None:
         """Wrap the modules that carry the backbone in DDP (called once the process group exists)."""

@@ -26,9 +26,11 @@ def adam(params, optim: dict) -> torch.optim.Adam:
 
 @register("baseline")
 class Baseline(Method):
-    def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device):
+    def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device,
+                 resources: dict | None = None):
         m = cfg["model"]
         self.model = ReIDModel(FeatureNet(m["backbone"], m["pretrained"], m["last_stride"], m["pooling"]), num_pids).to(device)
+        self.cfg_model = m
         self.net: nn.Module = self.model  # DDP-wrapped view used for training
         self.id_loss = build_identity_loss(cfg["loss"]["id"])
         self.triplet_weight = cfg["loss"]["triplet"]["weight"]
@@ -41,6 +43,11 @@ class Baseline(Method):
 
     def feature_net(self) -> FeatureNet:
         return self.model.features
+
+    def feature_net_spec(self) -> dict:
+        m = self.cfg_model
+        return {"kind": "featurenet", "kwargs": {"backbone": m["backbone"], "last_stride": m["last_stride"],
+                                                 "pooling": m["pooling"]}}
 
     def wrap_distributed(self, device: torch.device) -> None:
         self.net = self.ddp(self.model, device)

@@ -14,10 +14,11 @@ from .baseline import Baseline, adam
 
 @register("cal")
 class CAL(Baseline):
-    def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray, device: torch.device):
+    def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray, device: torch.device,
+                 resources: dict | None = None):
         if pid2clothes is None:
             raise ValueError("CAL needs clothes labels, and this dataset has none (protocol.json: has_clothes false)")
-        super().__init__(cfg, num_pids, pid2clothes, device)
+        super().__init__(cfg, num_pids, pid2clothes, device, resources)
         if pid2clothes.shape[0] != num_pids:
             raise ValueError(f"pid2clothes has {pid2clothes.shape[0]} rows but there are {num_pids} training identities")
         self.pid2clothes = torch.as_tensor(pid2clothes, dtype=torch.float32, device=device)

@@ -15,7 +15,12 @@ RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
 def _set_last_stride_one(net: torchvision.models.ResNet) -> None:
-    block = net.layer4[0]
+    set_first_stride_one(net.layer4)
+
+
+def set_first_stride_one(layer: nn.Sequential) -> None:
+    """Make a ResNet stage keep its input resolution."""
+    block = layer[0]
     # Bottleneck strides in conv2, BasicBlock in conv1: change whichever carries the stride
     for conv in (getattr(block, "conv1", None), getattr(block, "conv2", None)):
         if conv is not None and conv.stride == (2, 2):
@@ -53,8 +58,8 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
     net.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
 
 
-def build_backbone(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> tuple[nn.Module, int]:
-    """Return (trunk mapping B×3×H×W to B×C×h×w, C)."""
+def build_resnet(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> torchvision.models.ResNet:
+    """A torchvision ResNet with its weights loaded and the last stride set (its stages stay addressable)."""
     if name not in RESNETS:
         raise ValueError(f"unknown backbone {name!r}; supported: {', '.join(RESNETS)}")
     net = getattr(torchvision.models, name)(weights=None)
@@ -63,5 +68,11 @@ def build_backbone(name: str = "resnet50", pretrained: str = "none", last_stride
         _set_last_stride_one(net)
     elif last_stride != 2:
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    return net
+
+
+def build_backbone(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> tuple[nn.Module, int]:
+    """Return (trunk mapping B×3×H×W to B×C×h×w, C)."""
+    net = build_resnet(name, pretrained, last_stride)
     trunk = nn.Sequential(*list(net.children())[:-2])
     return trunk, net.fc.in_features
