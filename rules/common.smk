@@ -26,9 +26,46 @@ def raw_input(wildcards):
     return str(Path(cfg["root"]) / LAYOUT_DIRS[cfg["format"]])
 
 
+def method_spec(method):
+    path = Path(f"config/methods/{method}.yaml")
+    if not path.is_file():
+        raise ValueError(f"method {method!r}: no {path}")
+    return yaml.safe_load(path.read_text())
+
+
 def method_requires(method):
-    spec = yaml.safe_load(Path(f"config/methods/{method}.yaml").read_text())
-    return spec.get("requires", [])
+    return method_spec(method).get("requires", [])
+
+
+STANDIN_DIR = "data/derived/body/standin"
+BODY_FILES = {"model": ("STANDIN_NEUTRAL.pkl", "https://smpl.is.tue.mpg.de (SMPL for Python; convert it with "
+                                               "`python -m trainer.body convert-smpl`)"),
+              "mocap": ("standin_prior_mocap.npz", "https://amass.is.tue.mpg.de (CMU, SMPL+H G)")}
+
+
+def body_file(kind):
+    """The body model or mocap path config.yaml names ('standin': the generated stand-in); a real file
+    that is missing stops the plan, naming it and where to get it."""
+    value = config.get("body", {}).get(kind, "standin")
+    name, source = BODY_FILES[kind]
+    if value == "standin":
+        return f"{STANDIN_DIR}/{name}"
+    if not Path(value).exists():
+        raise ValueError(f"{value}: body.{kind} in config.yaml is missing. Get it from {source}, "
+                         f"or set body.{kind}: standin")
+    return value
+
+
+def body_inputs(wildcards):
+    if not method_spec(wildcards.method).get("body_model"):
+        return {}
+    return {"body_model": body_file("model"), "mocap": body_file("mocap")}
+
+
+def body_args(wildcards, input):
+    if not method_spec(wildcards.method).get("body_model"):
+        return ""
+    return f"--body-model {input.body_model} --mocap {input.mocap}"
 
 
 def method_overrides(wildcards):

@@ -1,9 +1,24 @@
-# images.h5 + lists (+ the stores a method requires) -> model.pt -> metrics.json + features.h5
+# images.h5 + lists (+ the stores a method requires, + the body model) -> model.pt -> metrics.json + features.h5
+
+
+rule body_standin:
+    output:
+        model=f"{STANDIN_DIR}/STANDIN_NEUTRAL.pkl",
+        mocap=f"{STANDIN_DIR}/standin_prior_mocap.npz",
+    params:
+        out=STANDIN_DIR,
+    log:
+        "logs/body/standin.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m trainer.body standin --out {params.out} > {log} 2>&1"
 
 
 rule train:
     input:
         unpack(required_stores),
+        unpack(body_inputs),
         images=rules.pack.output[0],
         protocol=rules.lists.output.protocol,
         method_config="config/methods/{method}.yaml",
@@ -16,6 +31,7 @@ rule train:
         lists=lambda w, input: str(Path(input.protocol).parent),
         outdir=lambda w, output: str(Path(output.model).parent),
         stores=store_args,
+        body=body_args,
     log:
         "logs/{dataset}/{method}/train.log",
     benchmark:
@@ -25,7 +41,7 @@ rule train:
         "../envs/ccreid.yaml"
     shell:
         "python -m trainer.train --method-config {input.method_config} --scale {params.scale} "
-        "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} --out {params.outdir} "
+        "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} {params.body} --out {params.outdir} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
