@@ -6,7 +6,7 @@ rule body_standin:
         model=f"{STANDIN_DIR}/STANDIN_NEUTRAL.pkl",
         mocap=f"{STANDIN_DIR}/standin_prior_mocap.npz",
     params:
-        out=STANDIN_DIR,
+        out=lambda w, output: str(Path(output.model).parent),
     log:
         "logs/body/standin.log",
     conda:

@@ -204,3 +204,25 @@ def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow):
     proc = snakemake(workflow, "-n", "data/derived/synthetic/cloth_masks/parsing.h5", "--configfile", "noscheme.yaml",
                      check=False)
     assert proc.returncode != 0 and "cloth_schemes has no scheme for the parsing backend 'other'" in proc.stdout + proc.stderr
+
+
+def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):
+    snakemake(workflow, "--cores", "2", "results/tiny/3dsl/metrics.json", "--configfile", "tiny.yaml")
+    report = json.loads((workflow / "results/tiny/3dsl/metrics.json").read_text())
+    assert report["method"] == "3dsl" and report["protocols"]
+    model = __import__("torch").load(workflow / "results/tiny/3dsl/model.pt", weights_only=False)
+    assert set(model["preprocessing"]) == {"keypoints", "silhouettes"}
+    assert model["report"]["body_model"] == "stand-in body model (not SMPL)"
+    assert 0 <= model["report"]["reconstruction_iou"] <= 1
+    assert (workflow / "results/tiny/3dsl/reconstructions.png").stat().st_size > 10_000
+    assert (workflow / "logs/body/standin.log").is_file()
+
+
+def test_a_missing_smpl_file_stops_the_plan_naming_file_and_source(workflow):
+    cfg = dict(TINY_CONFIG, body={"model": "data/models/smpl/SMPL_NEUTRAL.pkl", "mocap": "standin"})
+    (workflow / "smpl.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workflow, "-n", "results/tiny/3dsl/metrics.json", "--configfile", "smpl.yaml", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "data/models/smpl/SMPL_NEUTRAL.pkl: body.model in config.yaml is missing" in out
+    assert "smpl.is.tue.mpg.de" in out
