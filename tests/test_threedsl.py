@@ -132,7 +132,7 @@ def test_body_cue_dataset_normalises_keypoints_and_resizes_silhouettes(body_file
 
 def test_discriminator_separates_prior_samples_from_noise(body_files):
     torch.manual_seed(0)
-    mocap = MocapSampler(body_files["mocap"], seed=0)
+    mocap = MocapSampler(body_files["mocap"])
     d = Discriminator()
     opt = torch.optim.Adam(d.parameters(), lr=1e-3)
 

@@ -26,7 +26,11 @@ from .runtime import git_commit, pick_device
 
 def load_feature_net(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    net = build_feature_net(state["feature_net_spec"])
+    m = state["config"]["model"]
+    # model.pt files written before feature_net_spec existed all hold CAL's FeatureNet
+    spec = state.get("feature_net_spec") or {"kind": "featurenet", "kwargs": {
+        "backbone": m["backbone"], "last_stride": m["last_stride"], "pooling": m["pooling"]}}
+    net = build_feature_net(spec)
     net.load_state_dict(state["feature_net"])
     return net.to(device).eval(), state
 

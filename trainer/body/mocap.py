@@ -51,18 +51,18 @@ def load_mocap(path: str | Path, num_betas: int = 10) -> tuple[np.ndarray, np.nd
 
 
 class MocapSampler:
-    """Random batches of real (pose, β), drawn with a seeded generator so a resumed run can replay them."""
+    """Random batches of real (pose, β), drawn from torch's global generator: the trainer seeds it and
+    checkpoints its state, so a resumed run draws what the uninterrupted one would have."""
 
-    def __init__(self, path: str | Path, num_betas: int = 10, seed: int = 0):
+    def __init__(self, path: str | Path, num_betas: int = 10):
         poses, betas = load_mocap(path, num_betas)
         self.poses, self.betas = torch.from_numpy(poses), torch.from_numpy(np.ascontiguousarray(betas))
-        self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.poses)
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.poses), (n,), generator=self.generator)
+        idx = torch.randint(len(self.poses), (n,))
         return self.poses[idx], self.betas[idx]
 
     def mean_pose(self) -> torch.Tensor:

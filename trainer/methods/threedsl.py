@@ -69,7 +69,7 @@ class ThreeDSL(Method):
             raise ValueError("ablation.sampling: clothes needs clothes labels, and this dataset has none; use random")
         self.cfg, self.device = cfg, device
         self.body = BodyModel(resources["body_model"]).to(device)
-        self.mocap = MocapSampler(resources["mocap"], seed=cfg["seed"])
+        self.mocap = MocapSampler(resources["mocap"])
         parts = self.body.vertex_parts(m["parts"]) if ab["mgs"] else []
         self.net = ThreeDSLNet(num_pids, m["backbone"], m["pretrained"], m["feature_dim"], self.body.num_betas,
                                self.body.num_vertices, tuple(len(p) for p in parts),
