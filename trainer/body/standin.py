@@ -260,7 +260,7 @@ def _joint_regressor(v: np.ndarray, layout: _Layout, tube_coords: dict, m: dict)
     return scipy.sparse.csc_matrix(rows / rows.sum(1, keepdims=True))
 
 
-def _place_landmarks(v: np.ndarray, faces: np.ndarray, m: dict) -> tuple[np.ndarray, np.ndarray]:
+def _place_landmarks(v: np.ndarray, m: dict) -> tuple[np.ndarray, np.ndarray]:
     """Reorder vertices so SMPL's landmark ids land on the stand-in's nose, eyes and ears."""
     s, hd = m["stature"], m["head"]
     head_centre = np.array([0, 0.47 + 0.13 * hd, 0.02]) * s
@@ -305,7 +305,7 @@ def build_standin(measurements: dict | None = None) -> dict:
         bumped[name] += MEASUREMENT_STD[k]
         shapedirs[:, :, k] = _vertices(layout, bumped)[0] - v
     regressor = _joint_regressor(v, layout, tubes, mean)
-    order, inverse = _place_landmarks(v, layout.faces, mean)
+    order, inverse = _place_landmarks(v, mean)
     faces = inverse[layout.faces]
     return {
         "v_template": v[order],
