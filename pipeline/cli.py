@@ -1,4 +1,8 @@
-"""Shared command-line behaviour: a user's mistake (bad path, layout, config) is one clear line, exit 2."""
+"""Shared command-line behaviour: a user's mistake (bad path, layout, config) is one clear line, exit 2.
+
+Only the project's UserError (pipeline.errors) and operating-system errors about a named file (a path that
+is not there, a disk that is full) are shown that way; any other exception is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import functools
@@ -6,19 +10,30 @@ import logging
 import sys
 from collections.abc import Callable
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+from .errors import UserError
+
+
+def _one_line(e: BaseException) -> str | None:
+    if isinstance(e, UserError):
+        return str(e)
+    if isinstance(e, OSError) and (e.filename is not None or e.errno is not None):
+        where = f"{e.filename}: " if e.filename is not None else ""
+        return f"{where}{e.strerror or e}"
+    return None
 
 
 def reports_user_errors(main: Callable[..., int]) -> Callable[..., int]:
-    """Print `error: <message>` for the expected error types instead of a traceback; exit status 2."""
+    """Print `error: <message>` for user errors instead of a traceback; exit status 2."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
         logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
         try:
             return main(*args, **kwargs)
-        except USER_ERRORS as e:
-            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        except (UserError, OSError) as e:
+            message = _one_line(e)
+            if message is None:
+                raise
             print(f"error: {message}", file=sys.stderr)
             return 2
 

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .errors import InputError, MissingInputError
 
 FORMAT_VERSION = 1
 
@@ -30,7 +31,7 @@ def decode(encoded: np.ndarray, where: str = "image") -> np.ndarray:
     """Encoded bytes -> H×W×3 uint8 RGB."""
     bgr = cv2.imdecode(np.asarray(encoded, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"{where}: not a decodable image")
+        raise InputError(f"{where}: not a decodable image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -39,7 +40,7 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
     root = Path(root)
     if len(set(paths)) != len(paths):
         dup = next(p for p in paths if paths.count(p) > 1)
-        raise ValueError(f"duplicate image path in the lists: {dup}")
+        raise InputError(f"duplicate image path in the lists: {dup}")
     manifest = hashlib.sha256()
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         n = len(paths)
@@ -51,7 +52,7 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
             try:
                 data = file.read_bytes()
             except OSError as e:
-                raise FileNotFoundError(f"{file}: listed image cannot be read ({e.strerror})") from None
+                raise MissingInputError(f"{file}: listed image cannot be read ({e.strerror})") from None
             full = decode(np.frombuffer(data, np.uint8), str(file))
             hw[i] = full.shape[:2]
             enc[i] = np.frombuffer(data, np.uint8)
@@ -71,7 +72,7 @@ class ImagePack:
         self.path = str(path)
         with h5py.File(self.path, "r") as f:
             if f.attrs.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"{self.path}: not an image pack of format version {FORMAT_VERSION}; rebuild it")
+                raise InputError(f"{self.path}: not an image pack of format version {FORMAT_VERSION}; rebuild it")
             self.paths = [p.decode() if isinstance(p, bytes) else p for p in f["path"][:]]
             self.manifest_sha256 = str(f.attrs["manifest_sha256"])
         self.index = {p: i for i, p in enumerate(self.paths)}
@@ -96,7 +97,7 @@ class ImagePack:
     def indices(self, paths: list[str]) -> np.ndarray:
         missing = [p for p in paths if p not in self.index]
         if missing:
-            raise KeyError(f"{self.path}: {len(missing)} listed images are not in the pack, e.g. {missing[0]}; rebuild it")
+            raise InputError(f"{self.path}: {len(missing)} listed images are not in the pack, e.g. {missing[0]}; rebuild it")
         return np.array([self.index[p] for p in paths], np.int64)
 
     def sizes(self) -> tuple[np.ndarray, np.ndarray]:

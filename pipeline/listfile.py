@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .atomic import write_text
 from .datasets.base import DatasetSplits, Protocol, Sample, summarise
+from .errors import InputError, MissingInputError
 
 PROTOCOL_FILE = "protocol.json"
 
@@ -39,11 +40,11 @@ def read_frames(path: str | Path, num_tracklets: int) -> list[tuple[str, ...]]:
                 raise ValueError
             frames[index].append(parts[0])
         except (ValueError, IndexError):
-            raise ValueError(f"{path}:{n}: expected 'relative/frame/path tracklet_index' with an index below "
+            raise InputError(f"{path}:{n}: expected 'relative/frame/path tracklet_index' with an index below "
                              f"{num_tracklets}, got {line!r}") from None
     empty = [i for i, f in enumerate(frames) if not f]
     if empty:
-        raise ValueError(f"{path}: tracklet {empty[0]} has no frames")
+        raise InputError(f"{path}: tracklet {empty[0]} has no frames")
     return [tuple(f) for f in frames]
 
 
@@ -55,7 +56,7 @@ def read_list(path: str | Path) -> list[Sample]:
             if len(parts) != 4:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"{path}:{n}: expected 'relative/path pid camid clothes_id', got {line!r}") from None
+            raise InputError(f"{path}:{n}: expected 'relative/path pid camid clothes_id', got {line!r}") from None
         samples.append(Sample(parts[0], pid, camid, clothes))
     return samples
 
@@ -86,7 +87,7 @@ def write_lists(data: DatasetSplits, out_dir: str | Path, dataset: str, root: st
 def read_protocol(lists_dir: str | Path) -> dict:
     path = Path(lists_dir) / PROTOCOL_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run `python -m pipeline.lists` for this dataset first")
+        raise MissingInputError(f"{path}: missing; run `python -m pipeline.lists` for this dataset first")
     meta = json.loads(path.read_text())
     meta["protocols"] = [Protocol(**{**p, "cameras": tuple(p["cameras"]) if p.get("cameras") is not None else None})
                          for p in meta["protocols"]]

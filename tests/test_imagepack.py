@@ -16,7 +16,7 @@ def test_pack_is_bit_exact_and_indexed_by_path(tiny_dataset):
         expected = cv2.cvtColor(cv2.imread(str(tiny_dataset["root"] / pack.paths[i])), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(pack.image(i), expected)
     assert pack.indices([paths[3], paths[1]]).tolist() == [3, 1]
-    with pytest.raises(KeyError, match="not in the pack"):
+    with pytest.raises(ValueError, match="not in the pack"):
         pack.indices(["nope.jpg"])
 
 

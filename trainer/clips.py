@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from pipeline.errors import InputError
+
 
 def dense_chunks(length: int, step: int) -> list[range]:
     """Dense sampling for training: [0, step), [step, 2·step), ..., the last chunk running to the end."""
@@ -56,5 +58,5 @@ def random_crop(length: int, size: int, stride: int, generator: torch.Generator 
         seg = length // size
         return [i * seg + randint(seg - 1) for i in range(size)]
     if length == 0:
-        raise ValueError("a clip cannot be cut from an empty tracklet")
+        raise InputError("a clip cannot be cut from an empty tracklet")
     return sorted(randint(length - 1) for _ in range(size))

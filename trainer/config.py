@@ -8,8 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     pass
 
 

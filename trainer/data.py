@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline.datasets.base import Sample
+from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.stages.store import decode_png
 
@@ -44,7 +45,7 @@ class PackedClips(Dataset):
     def __init__(self, pack: ImagePack, tracklets: list[Sample], transform: Callable[[list[np.ndarray]], torch.Tensor],
                  train: bool, seq_len: int, stride: int, dense_step: int = 0):
         if any(not t.frames for t in tracklets):
-            raise ValueError("PackedClips needs tracklets with frames (a video dataset's lists)")
+            raise InputError("PackedClips needs tracklets with frames (a video dataset's lists)")
         self.pack, self.transform, self.train = pack, transform, train
         self.seq_len, self.stride = seq_len, stride
         self.items: list[np.ndarray] = []  # pack indices: a chunk's frames (train) or a clip's (test)
@@ -85,7 +86,7 @@ class PackedImagesWithBodyCues(PackedImages):
                  masks: np.ndarray, sil_found: np.ndarray, render_size: tuple[int, int]):
         super().__init__(pack, samples, transform)
         if len(keypoints) != len(pack) or len(masks) != len(pack):
-            raise ValueError(f"stores have {len(keypoints)} keypoint and {len(masks)} silhouette rows, "
+            raise InputError(f"stores have {len(keypoints)} keypoint and {len(masks)} silhouette rows, "
                              f"the image pack {len(pack)}")
         self.plain, self.keypoints, self.masks, self.sil_found = plain_transform, keypoints, masks, sil_found
         self.render_size = render_size

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pipeline.errors import InputError
+
 MODES = ("general", "CC", "SC")
 _BYTES_PER_CELL = 12  # the distance block (float32/64) and a few boolean masks
 
@@ -94,9 +96,9 @@ class _Accumulator:
 
 def _check(mode, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes):
     if mode not in MODES:
-        raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"evaluation mode must be one of {MODES}, got {mode!r}")
     if mode != "general" and (q_clothes is None or g_clothes is None):
-        raise ValueError(f"mode {mode!r} needs q_clothes and g_clothes")
+        raise InputError(f"mode {mode!r} needs q_clothes and g_clothes")
     q_pids, g_pids, q_camids, g_camids = (np.asarray(a) for a in (q_pids, g_pids, q_camids, g_camids))
     if len(q_pids) != len(q_camids) or len(g_pids) != len(g_camids):
         raise ValueError("pids and camids must have one entry per query / gallery item")

@@ -6,6 +6,8 @@ from collections import defaultdict
 import numpy as np
 from torch.utils.data import Sampler
 
+from pipeline.errors import InputError
+
 
 class IdentitySampler(Sampler[int]):
     """Each epoch: per identity, K-sized groups of its shuffled images (drawn with replacement when it
@@ -18,7 +20,7 @@ class IdentitySampler(Sampler[int]):
 
     def __init__(self, pids, num_instances: int, seed: int = 0, rank: int = 0, world_size: int = 1, clothes=None):
         if num_instances < 1:
-            raise ValueError(f"num_instances must be >= 1, got {num_instances}")
+            raise InputError(f"num_instances must be >= 1, got {num_instances}")
         self.by_pid: dict[int, list[int]] = defaultdict(list)
         for i, pid in enumerate(pids):
             self.by_pid[int(pid)].append(i)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from pipeline.atomic import atomic_path
 from pipeline.cli import reports_user_errors
 from pipeline.datasets.base import pid2clothes
+from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol, read_split
 from pipeline.stages.store import Store
@@ -39,7 +40,7 @@ def open_stores(stores: dict[str, str], manifest_sha256: str) -> dict[str, Store
     for stage, path in stores.items():
         store = Store(path, manifest_sha256)
         if store.attrs["stage"] != stage:
-            raise ValueError(f"{path}: a {store.attrs['stage']} store given as {stage}")
+            raise InputError(f"{path}: a {store.attrs['stage']} store given as {stage}")
         opened[stage] = store
     return opened
 
@@ -80,7 +81,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     loader = DataLoader(dataset, batch_size=d["batch_size"], sampler=sampler, num_workers=d["workers"],
                         drop_last=True, pin_memory=device.type == "cuda", persistent_workers=d["workers"] > 0)
     if len(loader) == 0:
-        raise ValueError(f"{lists}/train.txt: {len(dataset)} training items give no full batch of {d['batch_size']}")
+        raise InputError(f"{lists}/train.txt: {len(dataset)} training items give no full batch of {d['batch_size']}")
     method = build_method(cfg, num_pids, p2c, device, resources)
     if D.is_distributed():
         method.wrap_distributed(device)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
     bad = [s for s in a.store if "=" not in s]
     if bad:
-        raise ValueError(f"--store {bad[0]!r}: expected STAGE=PATH")
+        raise InputError(f"--store {bad[0]!r}: expected STAGE=PATH")
     resources = {"body_model": a.body_model, "mocap": a.mocap}
     path = train(cfg, a.lists, a.images, out, a.device, dict(s.split("=", 1) for s in a.store), resources)
     print(f"wrote {path}")

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 log = logging.getLogger("ccreid.datasets")
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(InputError):
     """The raw dataset is missing, incomplete or named differently from its authors' layout."""
 
 
@@ -73,7 +75,7 @@ NO_CLOTHES = -1  # clothes_id of datasets that have no clothes labels (never inv
 
 def pid2clothes(train: list[Sample]) -> np.ndarray:
     if any(s.clothes_id == NO_CLOTHES for s in train):
-        raise ValueError("this dataset has no clothes labels (clothes_id -1): clothes-based methods cannot train on it")
+        raise InputError("this dataset has no clothes labels (clothes_id -1): clothes-based methods cannot train on it")
     num_pids = max((s.pid for s in train), default=-1) + 1
     num_clothes = max((s.clothes_id for s in train), default=-1) + 1
     matrix = np.zeros((num_pids, num_clothes), np.float32)

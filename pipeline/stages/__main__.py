@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..atomic import write_text
 from ..cli import reports_user_errors
+from ..errors import InputError, MissingInputError
 from ..imagepack import ImagePack
 from .backends import Item, build, registered
 from .store import Store, merge, shard_indices, write_shard
@@ -36,10 +37,10 @@ def file_sha256(path: str | Path) -> str:
 def check_model_file(path: str, expected_sha256: str | None) -> str:
     """The file's sha256, after checking that it exists and, when a checksum is configured, matches it."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: model file missing (see the README's Weights table for where to get it)")
+        raise MissingInputError(f"{path}: model file missing (see the README's Weights table for where to get it)")
     actual = file_sha256(path)
     if expected_sha256 and actual != expected_sha256:
-        raise ValueError(f"{path}: sha256 {actual}, expected {expected_sha256}; the file is corrupt or another "
+        raise InputError(f"{path}: sha256 {actual}, expected {expected_sha256}; the file is corrupt or another "
                          f"release (see the README's Weights table)")
     return actual
 
@@ -55,7 +56,7 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
     inputs = {s.attrs["stage"]: s for s in stores}
     missing = [s for s in backend.input_stages if s not in inputs and s not in backend.optional_inputs]
     if missing:
-        raise ValueError(f"{stage} backend {backend_name!r} needs a {missing[0]} store (--input-store)")
+        raise InputError(f"{stage} backend {backend_name!r} needs a {missing[0]} store (--input-store)")
     fields = {name: json.loads(s.attrs["fields"]) for name, s in inputs.items()}
     backend.bind({name: s.attrs for name, s in inputs.items()})
     indices = shard_indices(len(pack), shard, num_shards)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with Store(a.store, pack.manifest_sha256) as store:
         if store.attrs["stage"] != "keypoints":
-            raise ValueError(f"{a.store}: a {store.attrs['stage']} store, not keypoints")
+            raise InputError(f"{a.store}: a {store.attrs['stage']} store, not keypoints")
         write_text(a.out, json.dumps(alphapose_results(store, pack)))
     return 0
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 BACKENDS: dict[tuple[str, str], type["Backend"]] = {}
 STAGES = ("keypoints", "silhouettes", "parsing", "cloth_masks", "faces", "faces_restored")
 
@@ -35,11 +37,11 @@ class Backend:
         params = params or {}
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
-            raise ValueError(f"{self.stage} backend {self.name!r}: unknown parameter(s) {unknown}; "
+            raise InputError(f"{self.stage} backend {self.name!r}: unknown parameter(s) {unknown}; "
                              f"known: {sorted(self.defaults)}")
         self.params = {**self.defaults, **params}
         if self.needs_file and not model_file:
-            raise ValueError(f"{self.stage} backend {self.name!r} needs its model file (--model-file)")
+            raise InputError(f"{self.stage} backend {self.name!r} needs its model file (--model-file)")
         self.model_file = model_file
 
     @property
@@ -76,7 +78,7 @@ def build(stage: str, name: str, params: dict | None = None, model_file: str | N
     registered()
     if (stage, name) not in BACKENDS:
         known = sorted(n for s, n in BACKENDS if s == stage)
-        raise ValueError(f"unknown {stage} backend {name!r}; available: {', '.join(known)}")
+        raise InputError(f"unknown {stage} backend {name!r}; available: {', '.join(known)}")
     return BACKENDS[(stage, name)](params, model_file)
 
 
@@ -94,7 +96,7 @@ class GroundTruth:
     def __getitem__(self, key: tuple[str, str]):
         field, image_path = key
         if image_path not in self.row:
-            raise KeyError(f"{self.path}: no ground truth for {image_path}")
+            raise InputError(f"{self.path}: no ground truth for {image_path}")
         return self.file[field][self.row[image_path]]
 
     def close(self) -> None:

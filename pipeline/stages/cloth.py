@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 
+from ..errors import InputError
 from .backends import Backend, Item, register
 from .store import decode_png, encode_png
 
@@ -37,11 +38,11 @@ class ClothFromParsing(Backend):
         named = list(self.params["cloth"]) + list(self.params["erase"]) + [n for v in self.params["merge7"].values() for n in v]
         unknown = sorted(set(named) - set(index))
         if unknown:
-            raise ValueError(f"cloth scheme names {unknown}, which the parsing store's label set "
+            raise InputError(f"cloth scheme names {unknown}, which the parsing store's label set "
                              f"{self.params['label_set'] or ''} {labels} does not have")
         bad_parts = sorted(set(self.params["merge7"]) - set(MERGE7))
         if bad_parts:
-            raise ValueError(f"merge7 parts {bad_parts} are not among {MERGE7}")
+            raise InputError(f"merge7 parts {bad_parts} are not among {MERGE7}")
         self.cloth, self.erase = np.zeros(256, bool), np.zeros(256, bool)
         self.cloth[[index[n] for n in self.params["cloth"]]] = True
         self.erase[[index[n] for n in self.params["erase"]]] = True
@@ -50,7 +51,7 @@ class ClothFromParsing(Backend):
             self.merge[[index[n] for n in names]] = MERGE7.index(part)
         unmapped = [labels[i] for i in range(1, len(labels)) if self.merge[i] == 0]
         if unmapped:
-            raise ValueError(f"merge7 leaves parsing labels {unmapped} unassigned; give each foreground label a part")
+            raise InputError(f"merge7 leaves parsing labels {unmapped} unassigned; give each foreground label a part")
 
     def store_attrs(self) -> dict:
         return {"merged_labels": json.dumps(MERGE7), "scheme": json.dumps(self.params, sort_keys=True)}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..errors import InputError
 from .backends import Backend, Item, register
 from .store import decode_rgb, encode_rgb
 
@@ -186,7 +187,7 @@ class GPENRestoration(Backend):
 
         size = self.params["size"]
         if size not in CONFIGS:
-            raise ValueError(f"GPEN size must be one of {sorted(CONFIGS)} (GPEN-BFR-512 / -256), got {size}")
+            raise InputError(f"GPEN size must be one of {sorted(CONFIGS)} (GPEN-BFR-512 / -256), got {size}")
         self.device = resolve_device(self.params["device"])
         model = FullGenerator(size, 512, 8, **CONFIGS[size])
         load_state_strictly(model, load_checkpoint(self.model_file), self.model_file, f"a GPEN-BFR-{size} checkpoint")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from ..errors import InputError
 from ..imagepack import ImagePack
 from .store import Store, decode_png
 
@@ -24,7 +25,7 @@ def _truth_rows(gt: h5py.File, pack: ImagePack) -> np.ndarray:
     row = {p.decode() if isinstance(p, bytes) else p: i for i, p in enumerate(gt["path"][:])}
     missing = [p for p in pack.paths if p not in row]
     if missing:
-        raise KeyError(f"{gt.filename}: no ground truth for {len(missing)} packed images, e.g. {missing[0]}")
+        raise InputError(f"{gt.filename}: no ground truth for {len(missing)} packed images, e.g. {missing[0]}")
     return np.array([row[p] for p in pack.paths])
 
 
@@ -84,7 +85,7 @@ def parsing_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
     labels = json.loads(store.attrs["labels"])
     missing = sorted(set(labels) - set(_PRED_TO_COARSE))
     if missing:
-        raise ValueError(f"no coarse mapping for parsing labels {missing}")
+        raise InputError(f"no coarse mapping for parsing labels {missing}")
     lut = np.array([_PRED_TO_COARSE[n] for n in labels], np.uint8)
     inter, union = np.zeros(len(COARSE)), np.zeros(len(COARSE))
     with h5py.File(groundtruth, "r") as gt:
@@ -132,4 +133,4 @@ def quality(store_path: str, images: str, groundtruth: str) -> dict:
             return parsing_quality(store, pack, groundtruth)
         if stage == "faces":
             return face_quality(store, pack, groundtruth)
-        raise ValueError(f"{store_path}: no ground-truth comparison for a {stage} store")
+        raise InputError(f"{store_path}: no ground-truth comparison for a {stage} store")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..imagepack import ImagePack
 from .keypoints import SKELETON
-from .store import Store, decode_png, decode_rgb
+from .store import Store, decode_rgb
 
 TILE_H = 192
 PALETTE = np.array([[0, 0, 0], [230, 160, 120], [60, 120, 220], [240, 200, 60], [60, 180, 90], [200, 60, 60],

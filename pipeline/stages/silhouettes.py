@@ -14,8 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .backends import (Backend, GroundTruthBackend, Item, load_checkpoint, load_state_strictly, register,
-                       resolve_device)
+from ..errors import InputError
+from .backends import Backend, GroundTruthBackend, Item, load_checkpoint, load_state_strictly, register, resolve_device
 from .keypoints import SKELETON
 from .store import decode_png, encode_png
 
@@ -81,7 +81,7 @@ def sam_architecture(model_type: str):
     if model_type in ("vit_b", "vit_l", "vit_h"):
         return sam_model_registry[model_type](checkpoint=None)
     if model_type != "tiny":
-        raise ValueError(f"SAM model_type must be vit_b, vit_l, vit_h or tiny, got {model_type!r}")
+        raise InputError(f"SAM model_type must be vit_b, vit_l, vit_h or tiny, got {model_type!r}")
     dim, size = 32, 256
     return Sam(
         image_encoder=ImageEncoderViT(img_size=size, patch_size=16, embed_dim=64, depth=2, num_heads=2, out_chans=dim,
@@ -173,7 +173,7 @@ class ParsingForeground(Backend):
     def __call__(self, image: np.ndarray, item: Item) -> dict:
         parsing = item.inputs.get("parsing")
         if parsing is None:
-            raise ValueError("silhouettes backend 'parsing' needs a parsing store (--input-store)")
+            raise InputError("silhouettes backend 'parsing' needs a parsing store (--input-store)")
         if not parsing["found"]:
             return record(np.zeros(image.shape[:2], np.uint8))
         return record(decode_png(parsing["labels_png"]) > 0)

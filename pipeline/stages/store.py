@@ -21,13 +21,14 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import InputError, MissingInputError
 
 VLEN_SUFFIX = "_png"
 
 
 def shard_indices(num_images: int, shard: int, num_shards: int) -> np.ndarray:
     if not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} is not in 0..{num_shards - 1}")
+        raise InputError(f"shard {shard} is not in 0..{num_shards - 1}")
     return np.array_split(np.arange(num_images), num_shards)[shard]
 
 
@@ -82,11 +83,11 @@ def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_s
         seen = np.zeros(num_images, np.int64)
         for f, s in zip(opened, shards):
             if f.attrs.get("manifest_sha256") != manifest_sha256:
-                raise ValueError(f"{s}: shard of another image pack (manifest {f.attrs.get('manifest_sha256')}); rerun it")
+                raise InputError(f"{s}: shard of another image pack (manifest {f.attrs.get('manifest_sha256')}); rerun it")
             np.add.at(seen, f["index"][:], 1)
         if (seen != 1).any():
             bad = int(np.flatnonzero(seen != 1)[0])
-            raise ValueError(f"shards {[str(s) for s in shards]} cover image {bad} {seen[bad]} times, not once")
+            raise InputError(f"shards {[str(s) for s in shards]} cover image {bad} {seen[bad]} times, not once")
         first = opened[0]
         fields = json.loads(first.attrs["fields"])
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as g:
@@ -121,11 +122,11 @@ class Store:
     def __init__(self, path: str | Path, manifest_sha256: str | None = None):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: store missing; build it with the workflow's stage rule")
+            raise MissingInputError(f"{self.path}: store missing; build it with the workflow's stage rule")
         self.file = h5py.File(self.path, "r")
         self.attrs = dict(self.file.attrs)
         if manifest_sha256 is not None and self.attrs.get("manifest_sha256") != manifest_sha256:
-            raise ValueError(f"{self.path}: computed for image pack {str(self.attrs.get('manifest_sha256'))[:16]}…, "
+            raise InputError(f"{self.path}: computed for image pack {str(self.attrs.get('manifest_sha256'))[:16]}…, "
                              f"but images.h5 is now {manifest_sha256[:16]}…; rerun the {self.attrs.get('stage')} stage")
         self.params = json.loads(self.attrs.get("params", "{}"))
 

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import InputError, OutputExistsError
 from .figure import COCO17, PART_LABELS, VIEWS, render_person, sample_pose
 from .scene import background, light, sample_camera
 from .traits import assign_outfits, sample_identity, sample_outfit
@@ -50,13 +51,13 @@ class SyntheticSpec:
     def validate(self) -> None:
         for name in ("train_ids", "test_ids", "images_per_camera", "min_height"):
             if getattr(self, name) < 1:
-                raise ValueError(f"synthetic spec: {name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"synthetic spec: {name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.val_ids <= self.train_ids:
-            raise ValueError(f"synthetic spec: val_ids must be in [0, train_ids], got {self.val_ids}")
+            raise InputError(f"synthetic spec: val_ids must be in [0, train_ids], got {self.val_ids}")
         if self.max_height < self.min_height:
-            raise ValueError(f"synthetic spec: max_height {self.max_height} < min_height {self.min_height}")
+            raise InputError(f"synthetic spec: max_height {self.max_height} < min_height {self.min_height}")
         if self.outfit_pool == 1 or self.outfit_pool < 0:
-            raise ValueError(f"synthetic spec: outfit_pool must be 0 (auto) or >= 2, got {self.outfit_pool}")
+            raise InputError(f"synthetic spec: outfit_pool must be 0 (auto) or >= 2, got {self.outfit_pool}")
 
     @property
     def pool_size(self) -> int:
@@ -141,7 +142,7 @@ def generate(spec: SyntheticSpec, out_dir: str | Path, jobs: int = 1, progress: 
     spec.validate()
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} already exists and is not empty; remove it or choose another --out")
+        raise OutputExistsError(f"{out_dir} already exists and is not empty; remove it or choose another --out")
     partial = out_dir.with_name(out_dir.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)

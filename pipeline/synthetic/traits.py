@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import InputError
+
 # RGB skin tones spanning light to dark; each identity jitters one of them.
 SKIN_TONES = np.array(
     [[255, 224, 196], [241, 194, 160], [224, 172, 130], [198, 134, 96], [161, 102, 68], [112, 72, 48]],
@@ -117,7 +119,7 @@ def assign_outfits(num_ids: int, pool_size: int, rng: np.random.Generator) -> li
     (about 2·num_ids/pool_size each): colour alone can never identify anyone.
     """
     if pool_size < 2:
-        raise ValueError(f"the outfit pool needs at least 2 outfits, got {pool_size}")
+        raise InputError(f"the outfit pool needs at least 2 outfits, got {pool_size}")
     deck = np.concatenate([rng.permutation(pool_size) for _ in range(2 * num_ids // pool_size + 2)])
     pairs, cursor = [], 0
     for _ in range(num_ids):

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse
 
 from pipeline.atomic import atomic_path
+from pipeline.errors import InputError, MissingInputError
 
 from .model import check_model_file
 
@@ -35,7 +36,7 @@ def _plain(key: str, value):
     if isinstance(value, _ChumpyState):
         state = value.state if isinstance(value.state, dict) else {}
         if "x" not in state:
-            raise ValueError(f"{key}: a chumpy expression without a stored value (state keys: {sorted(state)}); "
+            raise InputError(f"{key}: a chumpy expression without a stored value (state keys: {sorted(state)}); "
                              f"cannot convert it without chumpy")
         return np.asarray(state["x"], np.float64)
     return value
@@ -44,11 +45,11 @@ def _plain(key: str, value):
 def convert_smpl(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise FileNotFoundError(f"{src}: no such SMPL model file")
+        raise MissingInputError(f"{src}: no such SMPL model file")
     with src.open("rb") as fh:
         data = _Unpickler(fh, encoding="latin1").load()
     if not isinstance(data, dict):
-        raise ValueError(f"{src}: not an SMPL model pickle (holds a {type(data).__name__})")
+        raise InputError(f"{src}: not an SMPL model pickle (holds a {type(data).__name__})")
     plain = {k: _plain(k, v) for k, v in data.items()}
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dst) as tmp, open(tmp, "wb") as fh:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from smplx.lbs import batch_rodrigues
 
+from pipeline.errors import InputError
+
 CAMERAS = ("weak_perspective", "perspective")
 
 
@@ -50,7 +52,7 @@ def project(points: torch.Tensor, cam: torch.Tensor, model: str = "weak_perspect
         f_n = 2 * focal / image_height
         tz = f_n / s.clamp(min=1e-6)
         return f_n * (points[..., :2] + t) / (points[..., 2:] + tz).clamp(min=1e-6)
-    raise ValueError(f"camera model {model!r}; supported: {', '.join(CAMERAS)}")
+    raise InputError(f"camera model {model!r}; supported: {', '.join(CAMERAS)}")
 
 
 def to_pixels(xy_n: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from pipeline.atomic import atomic_path
+from pipeline.errors import InputError, MissingInputError
 
 SMPLH_TO_SMPL = list(range(23)) + [37]
 STANDIN_PRIOR_NAME = "standin_prior_mocap.npz"
@@ -23,10 +24,10 @@ def _sequence_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.npz") if not p.name.endswith("shape.npz"))
         if not files:
-            raise FileNotFoundError(f"{path}: no motion-capture .npz files in it (expected AMASS sequences)")
+            raise MissingInputError(f"{path}: no motion-capture .npz files in it (expected AMASS sequences)")
         return files
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: motion-capture SMPL parameters missing. Download AMASS sequences from "
+        raise MissingInputError(f"{path}: motion-capture SMPL parameters missing. Download AMASS sequences from "
                                 f"{MOCAP_SOURCE} to that folder, or build the stand-in prior with "
                                 f"`python -m trainer.body standin --out DIR`")
     return [path]
@@ -38,10 +39,10 @@ def load_mocap(path: str | Path, num_betas: int = 10) -> tuple[np.ndarray, np.nd
     for f in _sequence_files(Path(path)):
         with np.load(f) as z:
             if "poses" not in z or "betas" not in z:
-                raise ValueError(f"{f}: not an AMASS-style file (needs 'poses' and 'betas'; has {', '.join(z.files)})")
+                raise InputError(f"{f}: not an AMASS-style file (needs 'poses' and 'betas'; has {', '.join(z.files)})")
             p = z["poses"].astype(np.float32)
             if p.ndim != 2 or p.shape[1] not in (72, 156):
-                raise ValueError(f"{f}: poses has shape {p.shape}; expected frames×156 (SMPL-H) or frames×72 (SMPL)")
+                raise InputError(f"{f}: poses has shape {p.shape}; expected frames×156 (SMPL-H) or frames×72 (SMPL)")
             p = p.reshape(len(p), -1, 3)
             poses.append(p[:, SMPLH_TO_SMPL] if p.shape[1] == 52 else p)
             b = np.asarray(z["betas"], np.float32)

@@ -15,6 +15,8 @@ from smplx import SMPL
 from smplx.lbs import batch_rigid_transform, blend_shapes, vertices2joints
 from torch import nn
 
+from pipeline.errors import InputError, MissingInputError
+
 from .standin import FACE_LANDMARKS
 
 # COCO-17 (reference.md §5.5 order) from SMPL: face landmarks are vertices, the rest SMPL joints.
@@ -33,20 +35,20 @@ def check_model_file(path: str | Path) -> dict:
     """Open an SMPL-format pickle and check its keys and shapes; errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: body model missing. Get SMPL from {SMPL_SOURCE}, or build the stand-in "
+        raise MissingInputError(f"{path}: body model missing. Get SMPL from {SMPL_SOURCE}, or build the stand-in "
                                 f"with `python -m trainer.body standin --out {path}`")
     try:
         with path.open("rb") as fh:
             data = pickle.load(fh, encoding="latin1")
     except ModuleNotFoundError as e:
-        raise ValueError(f"{path}: holds {e.name} objects (an official SMPL pickle with chumpy arrays); convert it once "
+        raise InputError(f"{path}: holds {e.name} objects (an official SMPL pickle with chumpy arrays); convert it once "
                          f"with `python -m trainer.body convert-smpl {path} OUT.pkl`") from None
     for key, shape in SMPL_KEYS.items():
         if key not in data:
-            raise ValueError(f"{path}: not an SMPL model file (no {key!r}; keys: {', '.join(sorted(data))})")
+            raise InputError(f"{path}: not an SMPL model file (no {key!r}; keys: {', '.join(sorted(data))})")
         got = tuple(np.shape(data[key]))
         if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
-            raise ValueError(f"{path}: {key} has shape {got}, SMPL's is {shape}")
+            raise InputError(f"{path}: {key} has shape {got}, SMPL's is {shape}")
     return data
 
 

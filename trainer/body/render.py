@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from pipeline.errors import InputError
+
 RENDERERS = ("soft", "neural_renderer")
 
 
@@ -127,4 +129,4 @@ def render_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: int, width
         return soft_silhouettes(xy, faces, height, width, sigma)
     if backend == "neural_renderer":
         return neural_renderer_silhouettes(xy, faces, height, width)
-    raise ValueError(f"render.backend {backend!r}; supported: {', '.join(RENDERERS)}")
+    raise InputError(f"render.backend {backend!r}; supported: {', '.join(RENDERERS)}")

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pipeline.errors import InputError
+
 from ..data import PackedClips, PackedImages
 from ..precision import Precision
 from ..transforms import TrainTransform
@@ -26,7 +28,7 @@ def register(name: str):
 def method_class(cfg: dict) -> type["Method"]:
     name = cfg["method"]
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+        raise InputError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 

@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.errors import InputError
+
 from ..losses import CrossEntropyLabelSmooth, TripletLoss
 from ..models import FeatureNet, ReIDModel
 from ..precision import Precision
@@ -17,7 +19,7 @@ def build_identity_loss(cfg: dict) -> nn.Module:
         return CrossEntropyLabelSmooth(cfg["epsilon"])
     if kind == "crossentropy":
         return nn.CrossEntropyLoss()
-    raise ValueError(f"loss.id.type must be crossentropy or crossentropylabelsmooth, got {kind!r}")
+    raise InputError(f"loss.id.type must be crossentropy or crossentropylabelsmooth, got {kind!r}")
 
 
 def adam(params, optim: dict) -> torch.optim.Adam:

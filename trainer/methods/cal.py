@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.errors import InputError
+
 from ..distributed import average_gradients, broadcast_parameters
 from ..losses import ClothesBasedAdversarialLoss, CosFaceLoss
 from ..models import NormalizedClassifier
@@ -17,7 +19,7 @@ class CAL(Baseline):
     def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray, device: torch.device,
                  resources: dict | None = None):
         if pid2clothes is None:
-            raise ValueError("CAL needs clothes labels, and this dataset has none (protocol.json: has_clothes false)")
+            raise InputError("CAL needs clothes labels, and this dataset has none (protocol.json: has_clothes false)")
         super().__init__(cfg, num_pids, pid2clothes, device, resources)
         if pid2clothes.shape[0] != num_pids:
             raise ValueError(f"pid2clothes has {pid2clothes.shape[0]} rows but there are {num_pids} training identities")

@@ -14,10 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.errors import InputError
+
 from ..body.geometry import axis_angle_to_rotmat, project, rotmat_to_rot6d, to_pixels, upright_root
 from ..body.mocap import MocapSampler
-from ..body.picture import reconstruction_sheet
 from ..body.model import BodyModel
+from ..body.picture import reconstruction_sheet
 from ..body.render import render_silhouettes
 from ..data import PackedImagesWithBodyCues
 from ..distributed import average_gradients, broadcast_parameters
@@ -61,12 +63,12 @@ class ThreeDSL(Method):
         resources = resources or {}
         for key in ("body_model", "mocap"):
             if not resources.get(key):
-                raise ValueError(f"3DSL needs --{key.replace('_', '-')} (config.yaml: body.{key})")
+                raise InputError(f"3DSL needs --{key.replace('_', '-')} (config.yaml: body.{key})")
         ab, m, loss = cfg["ablation"], cfg["model"], cfg["loss"]
         if ab["sampling"] not in ("clothes", "random"):
-            raise ValueError(f"ablation.sampling must be clothes or random, got {ab['sampling']!r}")
+            raise InputError(f"ablation.sampling must be clothes or random, got {ab['sampling']!r}")
         if ab["sampling"] == "clothes" and pid2clothes is None:
-            raise ValueError("ablation.sampling: clothes needs clothes labels, and this dataset has none; use random")
+            raise InputError("ablation.sampling: clothes needs clothes labels, and this dataset has none; use random")
         self.cfg, self.device = cfg, device
         self.body = BodyModel(resources["body_model"]).to(device)
         self.mocap = MocapSampler(resources["mocap"])
@@ -110,10 +112,10 @@ class ThreeDSL(Method):
     @classmethod
     def training_dataset(cls, pack, samples, cfg: dict, stores: dict, video: bool):
         if video:
-            raise ValueError("3DSL is an image method; this dataset is video (tracklets)")
+            raise InputError("3DSL is an image method; this dataset is video (tracklets)")
         for stage in ("keypoints", "silhouettes"):
             if stage not in stores:
-                raise ValueError(f"3DSL needs the {stage} store (--store {stage}=PATH)")
+                raise InputError(f"3DSL needs the {stage} store (--store {stage}=PATH)")
         d, r = cfg["data"], cfg["render"]
         aug = d["augment"]
         return PackedImagesWithBodyCues(

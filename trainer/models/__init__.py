@@ -1,4 +1,7 @@
 """Backbones, pooling, BN-neck and classifiers; the 3DSL network."""
+
+from pipeline.errors import InputError
+
 from .backbones import build_backbone
 from .reid import FeatureNet, LinearClassifier, NormalizedClassifier, ReIDModel
 
@@ -12,7 +15,7 @@ def build_feature_net(spec: dict):
     if kind == "threedsl":
         from .threedsl import ThreeDSLNet
         return ThreeDSLNet(pretrained="none", **kwargs)
-    raise ValueError(f"model.pt: unknown feature network kind {kind!r}")
+    raise InputError(f"model.pt: unknown feature network kind {kind!r}")
 
 
 __all__ = ["build_backbone", "build_feature_net", "FeatureNet", "LinearClassifier", "NormalizedClassifier", "ReIDModel"]

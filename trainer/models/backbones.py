@@ -11,6 +11,8 @@ import torch
 import torchvision
 from torch import nn
 
+from pipeline.errors import InputError, MissingInputError
+
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -35,24 +37,24 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
     path = Path(pretrained)
     if path.suffix in (".pth", ".pt", ".tar") or path.exists():
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"backbone weights {path} not found: put the {name} ImageNet state dict there "
                 f"(torchvision's {name} IMAGENET1K_V1 file), or set model.pretrained: none")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
         missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
         if [k for k in missing if not k.startswith("fc.")] or unexpected:
-            raise ValueError(f"{path}: not a {name} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise InputError(f"{path}: not a {name} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
         return
     try:
         weights = torchvision.models.get_model_weights(name)[pretrained]
     except KeyError:
-        raise ValueError(f"model.pretrained {pretrained!r}: not a torchvision weights name for {name}, "
+        raise InputError(f"model.pretrained {pretrained!r}: not a torchvision weights name for {name}, "
                          f"nor an existing file; use e.g. IMAGENET1K_V1, a path, or none") from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not cached.is_file():
         # never download at run time: cluster nodes are often offline, and a silent fetch is not reproducible
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"ImageNet weights for {name} ({pretrained}) not found at {cached}. Download {weights.url} to that "
             f"path (or to data/models/ and set model.pretrained to the file), or set model.pretrained: none")
     net.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
@@ -61,13 +63,13 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
 def build_resnet(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> torchvision.models.ResNet:
     """A torchvision ResNet with its weights loaded and the last stride set (its stages stay addressable)."""
     if name not in RESNETS:
-        raise ValueError(f"unknown backbone {name!r}; supported: {', '.join(RESNETS)}")
+        raise InputError(f"unknown backbone {name!r}; supported: {', '.join(RESNETS)}")
     net = getattr(torchvision.models, name)(weights=None)
     _load_pretrained(net, name, pretrained)
     if last_stride == 1:
         _set_last_stride_one(net)
     elif last_stride != 2:
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        raise InputError(f"last_stride must be 1 or 2, got {last_stride}")
     return net
 
 

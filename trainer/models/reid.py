@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.errors import InputError
+
 from .backbones import build_backbone
 
 
@@ -29,7 +31,7 @@ def build_pooling(name: str) -> tuple[nn.Module, int]:
     pools = {"avg": (nn.AdaptiveAvgPool2d(1), 1), "max": (nn.AdaptiveMaxPool2d(1), 1),
              "gem": (GeMPooling(), 1), "maxavg": (MaxAvgPooling(), 2)}
     if name not in pools:
-        raise ValueError(f"unknown pooling {name!r}; supported: {', '.join(pools)}")
+        raise InputError(f"unknown pooling {name!r}; supported: {', '.join(pools)}")
     return pools[name]
 
 

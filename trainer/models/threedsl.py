@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..body.geometry import rotmat_to_rot6d, rot6d_to_rotmat
+from pipeline.errors import InputError
+
+from ..body.geometry import rot6d_to_rotmat, rotmat_to_rot6d
 from .backbones import build_resnet, set_first_stride_one
 from .reid import FeatureNet, LinearClassifier
 
@@ -138,9 +140,9 @@ class ThreeDSLNet(nn.Module):
                  ief_iterations: int = 3, rgb: bool = True, shape: bool = True, test_feature: str = "concat"):
         super().__init__()
         if not (rgb or shape):
-            raise ValueError("3DSL needs at least one branch: ablation.rgb and ablation.shape are both false")
+            raise InputError("3DSL needs at least one branch: ablation.rgb and ablation.shape are both false")
         if test_feature not in TEST_FEATURES or (test_feature != "shape" and not rgb) or (test_feature != "rgb" and not shape):
-            raise ValueError(f"test_feature {test_feature!r} does not fit the branches (rgb={rgb}, shape={shape}); "
+            raise InputError(f"test_feature {test_feature!r} does not fit the branches (rgb={rgb}, shape={shape}); "
                              f"supported: {', '.join(TEST_FEATURES)}")
         self.test_feature, self.has_rgb, self.has_shape = test_feature, rgb, shape
         if rgb:
