@@ -5,7 +5,9 @@ original encoded file bytes as a variable-length uint8 row. Nothing is re-encode
 bit-exact to data/raw, ~10x smaller than raw pixels, and decodes at thousands of images/s — far
 above what training consumes. Images keep their own sizes; resizing belongs to the consumer.
 
-Datasets: path (str, relative to the dataset root), encoded (vlen uint8), height, width (int32).
+Datasets: path (str, relative to the dataset root), encoded (vlen uint8), crc32 (uint32 of each image's
+bytes, checked on every read: HDF5 keeps no checksum of variable-length data, so a flipped byte would
+otherwise decode into a silently different picture), height, width (int32).
 Attributes: manifest_sha256 (over paths and file digests), dataset, root, format_version.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -23,8 +26,10 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .errors import InputError, MissingInputError
+from .h5 import open_h5
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-image crc32
+REBUILD = "rebuild it (snakemake --forcerun pack <target>, or python -m pipeline.pack)"
 
 
 def decode(encoded: np.ndarray, where: str = "image") -> np.ndarray:
@@ -47,16 +52,21 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
         f.create_dataset("path", data=paths, dtype=h5py.string_dtype())
         enc = f.create_dataset("encoded", (n,), dtype=h5py.vlen_dtype(np.uint8))
         hw = np.zeros((n, 2), np.int32)
+        crc = np.zeros(n, np.uint32)
         for i, rel in enumerate(tqdm(paths, desc=f"pack {dataset}", disable=None if progress is None else not progress)):
             file = root / rel
             try:
                 data = file.read_bytes()
             except OSError as e:
                 raise MissingInputError(f"{file}: listed image cannot be read ({e.strerror})") from None
+            if not data:
+                raise InputError(f"{file}: listed image is an empty file (0 bytes)")
             full = decode(np.frombuffer(data, np.uint8), str(file))
             hw[i] = full.shape[:2]
             enc[i] = np.frombuffer(data, np.uint8)
+            crc[i] = zlib.crc32(data)
             manifest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+        f.create_dataset("crc32", data=crc)
         f.create_dataset("height", data=hw[:, 0])
         f.create_dataset("width", data=hw[:, 1])
         digest = manifest.hexdigest()
@@ -70,14 +80,22 @@ class ImagePack:
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        with h5py.File(self.path, "r") as f:
+        with self._open() as f:
             if f.attrs.get("format_version") != FORMAT_VERSION:
-                raise InputError(f"{self.path}: not an image pack of format version {FORMAT_VERSION}; rebuild it")
+                raise InputError(f"{self.path}: not an image pack of format version {FORMAT_VERSION} "
+                                 f"(found {f.attrs.get('format_version')}); {REBUILD}")
+            missing = [k for k in ("path", "encoded", "crc32", "height", "width") if k not in f]
+            if missing:
+                raise InputError(f"{self.path}: image pack without {missing}; {REBUILD}")
             self.paths = [p.decode() if isinstance(p, bytes) else p for p in f["path"][:]]
+            self.crc32 = f["crc32"][:]
             self.manifest_sha256 = str(f.attrs["manifest_sha256"])
         self.index = {p: i for i, p in enumerate(self.paths)}
         self._encoded: h5py.Dataset | None = None
         self._pid: int | None = None
+
+    def _open(self) -> h5py.File:
+        return open_h5(self.path, "image pack", REBUILD)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -90,7 +108,7 @@ class ImagePack:
     def _dataset(self) -> h5py.Dataset:
         # one handle per process, kept open: reopening costs ~10x per read (dependencies.md)
         if self._encoded is None or self._pid != os.getpid():
-            self._encoded = h5py.File(self.path, "r")["encoded"]
+            self._encoded = self._open()["encoded"]
             self._pid = os.getpid()
         return self._encoded
 
@@ -102,11 +120,21 @@ class ImagePack:
 
     def sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """(height, width) of every image, in manifest order."""
-        with h5py.File(self.path, "r") as f:
+        with self._open() as f:
             return f["height"][:], f["width"][:]
 
     def encoded(self, i: int) -> np.ndarray:
-        return self._dataset()[i]
+        """Image i's file bytes, checked against their CRC-32 (a corrupt pack is an error naming the image)."""
+        data = self._dataset()[i]
+        if zlib.crc32(data) != int(self.crc32[i]):
+            raise InputError(f"{self.path}: image {i} ({self.paths[i]}) does not match its CRC-32: the pack is "
+                             f"corrupt; {REBUILD}")
+        return data
+
+    def verify(self, progress: bool | None = None) -> None:
+        """Check every image's bytes; raises at the first corrupt one."""
+        for i in tqdm(range(len(self)), desc=f"verify {self.path}", disable=None if progress is None else not progress):
+            self.encoded(i)
 
     def image(self, i: int) -> np.ndarray:
         return decode(self.encoded(i), f"{self.path}[{i}] {self.paths[i]}")

@@ -6,10 +6,10 @@ Video datasets list one tracklet per line (its folder as the path) and, beside e
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from .atomic import write_text
-from .datasets.base import DatasetSplits, Protocol, Sample, summarise
+from .datasets.base import NO_CLOTHES, DatasetSplits, Protocol, Sample, listed_files, summarise
 from .errors import InputError, MissingInputError
 
 PROTOCOL_FILE = "protocol.json"
@@ -33,23 +33,40 @@ def _fields(path: Path, count: int):
 def read_frames(path: str | Path, num_tracklets: int) -> list[tuple[str, ...]]:
     path = Path(path)
     frames: list[list[str]] = [[] for _ in range(num_tracklets)]
+    seen: dict[str, int] = {}
     for n, line, parts in _fields(path, 2):
         try:
             index = int(parts[1])
-            if index < 0:
+            if not 0 <= index < num_tracklets:
                 raise ValueError
-            frames[index].append(parts[0])
         except (ValueError, IndexError):
             raise InputError(f"{path}:{n}: expected 'relative/frame/path tracklet_index' with an index below "
                              f"{num_tracklets}, got {line!r}") from None
+        rel = check_relative_path(parts[0], f"{path}:{n}")
+        if rel in seen:
+            raise InputError(f"{path}:{n}: frame {rel} is listed twice (first on line {seen[rel]})")
+        seen[rel] = n
+        frames[index].append(rel)
     empty = [i for i, f in enumerate(frames) if not f]
     if empty:
         raise InputError(f"{path}: tracklet {empty[0]} has no frames")
     return [tuple(f) for f in frames]
 
 
+def check_relative_path(path: str, where: str) -> str:
+    """A list path must stay inside the dataset root: relative, '/'-separated, no '..', '.' or empty parts."""
+    parts = path.split("/")
+    if path.startswith("/") or PureWindowsPath(path).drive or any(p in ("", ".", "..") for p in parts):
+        raise InputError(f"{where}: path {path!r} is not a plain relative path inside the dataset root "
+                         f"(absolute, '..', '.' or empty parts are refused)")
+    return path
+
+
 def read_list(path: str | Path) -> list[Sample]:
+    """The samples of one list file. Every line is checked where it is read: four fields, a path inside the
+    root, pid >= 0, clothes_id >= -1 (-1: no clothes labels), each path once."""
     samples = []
+    seen: dict[str, int] = {}
     for n, line, parts in _fields(Path(path), 4):
         try:
             pid, camid, clothes = (int(v) for v in parts[1:])
@@ -57,8 +74,33 @@ def read_list(path: str | Path) -> list[Sample]:
                 raise ValueError
         except ValueError:
             raise InputError(f"{path}:{n}: expected 'relative/path pid camid clothes_id', got {line!r}") from None
-        samples.append(Sample(parts[0], pid, camid, clothes))
+        if pid < 0 or clothes < NO_CLOTHES:  # camids are only compared, any integer will do
+            raise InputError(f"{path}:{n}: labels must be pid >= 0 and clothes_id >= {NO_CLOTHES}, got {line!r}")
+        rel = check_relative_path(parts[0], f"{path}:{n}")
+        if rel in seen:
+            raise InputError(f"{path}:{n}: {rel} is listed twice (first on line {seen[rel]}); a duplicate would count "
+                             f"twice in training or evaluation")
+        seen[rel] = n
+        samples.append(Sample(rel, pid, camid, clothes))
     return samples
+
+
+def check_dense_labels(samples: list[Sample], where: str) -> None:
+    """Training labels index the classifiers: pids must be exactly 0..N-1, clothes exactly 0..M-1 or all -1."""
+    pids = {s.pid for s in samples}
+    if pids != set(range(len(pids))):
+        gaps = sorted(set(range(max(pids) + 1)) - pids)[:5]
+        raise InputError(f"{where}: training pids must be 0..N-1 with none skipped (they size the classifier): "
+                         f"{len(pids)} ids, largest {max(pids)}, missing e.g. {gaps}")
+    clothes = {s.clothes_id for s in samples}
+    if clothes == {NO_CLOTHES}:
+        return
+    if NO_CLOTHES in clothes:
+        raise InputError(f"{where}: some training samples have clothes ids and some -1 (none); all or none must")
+    if clothes != set(range(len(clothes))):
+        gaps = sorted(set(range(max(clothes) + 1)) - clothes)[:5]
+        raise InputError(f"{where}: training clothes ids must be 0..M-1 with none skipped: {len(clothes)} ids, "
+                         f"largest {max(clothes)}, missing e.g. {gaps}")
 
 
 def write_lists(data: DatasetSplits, out_dir: str | Path, dataset: str, root: str | Path) -> dict:
@@ -95,10 +137,32 @@ def read_protocol(lists_dir: str | Path) -> dict:
 
 
 def read_split(lists_dir: str | Path, split: str) -> list[Sample]:
-    """A split's samples; for a video dataset each tracklet with its frames."""
-    samples = read_list(Path(lists_dir) / f"{split}.txt")
+    """A split's samples, checked line by line; for a video dataset each tracklet with its frames. The train
+    split's labels must also be dense (they size the classifiers)."""
+    list_file = Path(lists_dir) / f"{split}.txt"
+    samples = read_list(list_file)
+    if split == "train" and samples:
+        check_dense_labels(samples, str(list_file))
     frames_file = Path(lists_dir) / f"{split}.frames.txt"
     if not frames_file.is_file():
         return samples
     frames = read_frames(frames_file, len(samples))
-    return [Sample(s.path, s.pid, s.camid, s.clothes_id, f) for s, f in zip(samples, frames)]
+    return [Sample(s.path, s.pid, s.camid, s.clothes_id, f) for s, f in zip(samples, frames, strict=True)]
+
+
+def read_lists(lists_dir: str | Path) -> tuple[dict, dict[str, list[Sample]]]:
+    """protocol.json and every split it names, with each image (or frame) listed once across all splits:
+    an image in two splits would leak between training and test or match itself."""
+    meta = read_protocol(lists_dir)
+    splits = {name: read_split(lists_dir, name) for name in meta["splits"]}
+    used = {s for p in meta["protocols"] for s in (p.query, p.gallery)}
+    unknown = sorted(used - set(splits))
+    if unknown:
+        raise InputError(f"{Path(lists_dir) / PROTOCOL_FILE}: protocols use splits {unknown}, which it does not list")
+    seen: dict[str, str] = {}
+    for name, samples in splits.items():
+        for path in listed_files(samples):
+            if path in seen:
+                raise InputError(f"{path}: listed in both {seen[path]}.txt and {name}.txt in {lists_dir}")
+            seen[path] = name
+    return meta, splits

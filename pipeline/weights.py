@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_bytes
 from .errors import InputError, MissingInputError
 
 
@@ -78,3 +79,11 @@ def load_state_dict_file(path: str | Path, what: str, hint: str = "") -> dict[st
     if not state:
         raise InputError(f"{path}: {what} holds an empty state dict. {hint}".rstrip())
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def save_torch_file(obj, path: str | Path) -> None:
+    """torch.save, atomically, with write failures reported as OSError naming the file: serialised in memory
+    first, because torch's own file writer turns a full disk into "[enforce fail at inline_container.cc]"."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getbuffer())

@@ -38,3 +38,76 @@ def test_missing_undecodable_and_duplicate_images_are_named(tmp_path, tiny_datas
     assert not (tmp_path / "y.h5").exists(), "no partial output is left behind"
     with pytest.raises(ValueError, match="duplicate"):
         write_pack(["a.jpg", "a.jpg"], root, tmp_path / "z.h5", "t")
+
+
+def test_a_zero_byte_image_is_named_at_pack(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.jpg: listed image is an empty file"):
+        write_pack(["empty.jpg"], tmp_path, tmp_path / "x.h5", "t", progress=False)
+
+
+def _corrupt_one_image(pack_path, index: int, count: int = 300) -> None:
+    """Overwrite `count` bytes in the middle of image `index`'s stored bytes, in place."""
+    import h5py
+
+    with h5py.File(pack_path, "r+") as f:
+        data = f["encoded"][index].copy()
+        mid = len(data) // 2
+        data[mid: mid + count] = 0x5A
+        f["encoded"][index] = data
+
+
+def test_corrupt_bytes_inside_the_pack_are_an_error_naming_the_image(tmp_path, tiny_dataset, capsys):
+    import shutil
+
+    from pipeline.pack import main as pack_main
+
+    copy = tmp_path / "images.h5"
+    shutil.copy(tiny_dataset["images"], copy)
+    _corrupt_one_image(copy, 5)
+    pack = ImagePack(copy)
+    pack.image(4)  # others still read
+    with pytest.raises(ValueError, match=rf"image 5 \({pack.paths[5]}\) does not match its CRC-32"):
+        pack.image(5)
+    assert pack_main(["verify", str(copy)]) == 2
+    assert "does not match its CRC-32" in capsys.readouterr().err
+    assert pack_main(["verify", str(tiny_dataset["images"])]) == 0
+
+
+def test_training_stops_at_a_corrupt_image(tmp_path, tiny_dataset):
+    import shutil
+
+    from trainer.config import load_method_config
+    from trainer.train import train
+
+    from .conftest import REPO
+
+    copy = tmp_path / "images.h5"
+    shutil.copy(tiny_dataset["images"], copy)
+    _corrupt_one_image(copy, 0)  # the first training image
+    cfg = load_method_config(REPO / "config/methods/baseline.yaml", "tiny", ["epochs=1"])
+    with pytest.raises(ValueError, match="does not match its CRC-32"):
+        train(cfg, str(tiny_dataset["lists"]), str(copy), tmp_path / "run")
+
+
+@pytest.mark.parametrize("size", ["half", "empty"])
+def test_a_truncated_pack_is_named(tmp_path, tiny_dataset, size):
+    data = tiny_dataset["images"].read_bytes()
+    bad = tmp_path / "images.h5"
+    bad.write_bytes(data[: len(data) // 2] if size == "half" else b"")
+    with pytest.raises(ValueError, match=rf"{bad}: image pack .*(truncated|empty)"):
+        ImagePack(bad)
+
+
+def test_a_pack_of_the_previous_format_is_refused_with_the_rebuild_command(tmp_path, tiny_dataset):
+    import shutil
+
+    import h5py
+
+    old = tmp_path / "images.h5"
+    shutil.copy(tiny_dataset["images"], old)
+    with h5py.File(old, "r+") as f:
+        f.attrs["format_version"] = 1
+        del f["crc32"]
+    with pytest.raises(ValueError, match="not an image pack of format version 2 .*found 1.*forcerun pack"):
+        ImagePack(old)

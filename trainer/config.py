@@ -15,15 +15,49 @@ class ConfigError(InputError):
     pass
 
 
+def _kind(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def coerce(default, value, where: str):
+    """`value` in the type of `default`, the paper value it replaces: integers are accepted for numbers, and
+    a string that reads as a number for a number (YAML 1.1 reads 5e-4 as a string); anything else of
+    another type is refused, naming the key and the expected type."""
+    if default is None:
+        return copy.deepcopy(value)
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(default, bool) and isinstance(value, bool):
+            return value
+    elif isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    elif isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif isinstance(default, int) and isinstance(value, int):
+        return value
+    elif isinstance(default, str) and isinstance(value, str):
+        return value
+    elif isinstance(default, list) and isinstance(value, list):
+        if not default:
+            return copy.deepcopy(value)
+        return [coerce(default[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ConfigError(f"{where}: expected {_kind(default)} (like the default {default!r}), got {value!r}")
+
+
 def _merge(base: dict, override: dict, where: str) -> dict:
+    if not isinstance(override, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {override!r}")
     out = copy.deepcopy(base)
     for key, value in override.items():
         if key not in out:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(out))})")
-        if isinstance(out[key], dict) and isinstance(value, dict):
+        if isinstance(out[key], dict):
             out[key] = _merge(out[key], value, f"{where}.{key}")
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = coerce(out[key], value, f"{where}.{key}")
     return out
 
 

@@ -14,10 +14,12 @@ from pipeline.imagepack import ImagePack
 from pipeline.stages.store import decode_png
 
 from .clips import dense_chunks, evaluation_clips, random_crop
+from .samplers import item_generator
 
 
 class PackedImages(Dataset):
-    """(image tensor, pid, camid, clothes_id) for each listed sample, read from the image pack."""
+    """(image tensor, pid, camid, clothes_id) for each listed sample, read from the image pack. The key is an
+    index, or in training a samplers.Draw whose seed drives the augmentation."""
 
     def __init__(self, pack: ImagePack, samples: list[Sample], transform: Callable[[np.ndarray], torch.Tensor]):
         self.pack, self.samples, self.transform = pack, samples, transform
@@ -29,8 +31,9 @@ class PackedImages(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int):
-        img = self.transform(self.pack.image(int(self.pack_index[i])))
+    def __getitem__(self, key):
+        i, generator = item_generator(key)
+        img = self.transform(self.pack.image(int(self.pack_index[i])), generator)
         return img, int(self.pids[i]), int(self.camids[i]), int(self.clothes[i])
 
 
@@ -64,11 +67,12 @@ class PackedClips(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        i, generator = item_generator(key)
         frames = self.items[i]
         if self.train:
-            frames = frames[random_crop(len(frames), self.seq_len, self.stride)]
-        clip = self.transform([self.pack.image(int(f)) for f in frames])
+            frames = frames[random_crop(len(frames), self.seq_len, self.stride, generator)]
+        clip = self.transform([self.pack.image(int(f)) for f in frames], generator)
         return clip, int(self.pids[i]), int(self.camids[i]), int(self.clothes[i])
 
 
@@ -92,7 +96,8 @@ class PackedImagesWithBodyCues(PackedImages):
         self.render_size = render_size
         self.heights, self.widths = pack.sizes()
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        i, generator = item_generator(key)
         j = int(self.pack_index[i])
         rgb = self.pack.image(j)
         image3d = self.plain(rgb)
@@ -104,6 +109,6 @@ class PackedImagesWithBodyCues(PackedImages):
         mask = decode_png(self.masks[j]).astype(np.float32)
         rh, rw = self.render_size
         sil = cv2.resize(mask, (rw, rh), interpolation=cv2.INTER_AREA)
-        cues = {"rgb": self.transform(rgb), "image3d": image3d, "keypoints": torch.from_numpy(kp),
+        cues = {"rgb": self.transform(rgb, generator), "image3d": image3d, "keypoints": torch.from_numpy(kp),
                 "silhouette": torch.from_numpy(sil), "sil_valid": torch.tensor(float(self.sil_found[j]))}
         return cues, int(self.pids[i]), int(self.camids[i]), int(self.clothes[i])

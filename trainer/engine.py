@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,11 +18,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import write_text
+from pipeline.errors import InputError
+from pipeline.weights import load_torch_file, save_torch_file
 
 from . import distributed as D
 from .methods import Method
 from .precision import Precision
+from .run_identity import changed, run_key
+from .runtime import git_commit
 
 
 def to_device(x, device: torch.device):
@@ -35,26 +40,59 @@ def _unwrap(m):
     return m.module if hasattr(m, "module") else m
 
 
-def save_checkpoint(path: Path, method: Method, epoch: int, cfg_hash: str, precision: Precision) -> None:
+CHECKPOINT_HINT = "remove the run's checkpoints/ folder to start over"
+
+
+def _rng_state() -> dict:
+    """Every random-number state, as tensors and plain values (a checkpoint must load with weights_only)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    n = rng["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    random.setstate(rng["python"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def save_checkpoint(path: Path, method: Method, epoch: int, identity: dict, precision: Precision,
+                    history: list[dict]) -> None:
+    """history: every epoch's record so far; a resumed run rewrites history.jsonl from it, so the file never
+    misses or repeats an epoch whenever the process was killed."""
     state = {
+        "kind": "ccreid training checkpoint",
         "epoch": epoch,
-        "config_hash": cfg_hash,
+        "run": identity,
+        "history": history,
+        "git_commit": git_commit(Path(__file__).parent),
         "modules": {k: _unwrap(m).state_dict() for k, m in method.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in method.optimizers.items()},
         "schedulers": {k: s.state_dict() for k, s in method.schedulers.items()},
         "grad_scaler": precision.scaler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": _rng_state(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch_file(state, path)
 
 
-def load_checkpoint(path: Path, method: Method, cfg_hash: str, precision: Precision) -> int:
-    """Restore everything; returns the next epoch to run."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["config_hash"] != cfg_hash:
-        raise ValueError(f"{path}: checkpoint of config {state['config_hash']}, not {cfg_hash}; remove it to start over")
+def load_checkpoint(path: Path, method: Method, identity: dict, precision: Precision) -> tuple[int, list[dict]]:
+    """Restore everything; returns the next epoch to run and the history so far. A checkpoint of another
+    run is refused."""
+    state = load_torch_file(path, "training checkpoint", CHECKPOINT_HINT)
+    if not isinstance(state, dict) or state.get("kind") != "ccreid training checkpoint":
+        raise InputError(f"{path}: not a ccreid training checkpoint; {CHECKPOINT_HINT}")
+    if state["run"] != identity:
+        raise InputError(f"{path}: checkpoint of another run ({', '.join(changed(state['run'], identity))} differ); "
+                         f"{CHECKPOINT_HINT}")
+    if state.get("git_commit") != git_commit(Path(__file__).parent) and D.rank() == 0:
+        print(f"note: {path} was written by code at {state.get('git_commit')}; resuming with "
+              f"{git_commit(Path(__file__).parent)}", flush=True)
     for k, m in method.modules.items():
         _unwrap(m).load_state_dict(state["modules"][k])
     for k, o in method.optimizers.items():
@@ -62,23 +100,44 @@ def load_checkpoint(path: Path, method: Method, cfg_hash: str, precision: Precis
     for k, s in method.schedulers.items():
         s.load_state_dict(state["schedulers"][k])
     precision.scaler.load_state_dict(state["grad_scaler"])
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return state["epoch"] + 1
+    _set_rng_state(state["rng"])
+    return state["epoch"] + 1, list(state["history"])
+
+
+def checkpoint_path(out: Path, identity: dict) -> Path:
+    """out/checkpoints/<run key>/last.pt: a run that reads anything different gets another folder."""
+    return out / "checkpoints" / run_key(identity) / "last.pt"
+
+
+def discard_other_runs(out: Path, keep: Path, identity: dict) -> None:
+    """Checkpoints of runs over other data or config can never be resumed by this target: remove them,
+    saying what differed, so a rerun after a data change starts over and disk does not fill with them."""
+    root = out / "checkpoints"
+    if not root.is_dir():
+        return
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p != keep.parent):
+        what = ""
+        if (folder / "last.pt").is_file():
+            try:
+                previous = load_torch_file(folder / "last.pt", "training checkpoint")
+                what = f" ({', '.join(changed(previous['run'], identity))} changed)"
+            except (InputError, KeyError, TypeError):  # unreadable or foreign: it goes either way
+                what = " (unreadable)"
+        print(f"discarding {folder}: a checkpoint of an earlier run{what}; this run starts over", flush=True)
+        shutil.rmtree(folder)
 
 
 def fit(method: Method, loader, sampler, epochs: int, device: torch.device, precision: Precision,
-        checkpoint: Path, cfg_hash: str, history: Path | None = None,
+        checkpoint: Path, identity: dict, history: Path | None = None,
         evaluate: Callable[[int], dict] | None = None, eval_every: int = 0) -> dict:
-    start = load_checkpoint(checkpoint, method, cfg_hash, precision) if checkpoint.is_file() else 0
+    """Train from the checkpoint (if this run has one) to `epochs`; identity: what the run reads
+    (trainer.run_identity), recorded in and checked against the checkpoint."""
+    start, records = load_checkpoint(checkpoint, method, identity, precision) if checkpoint.is_file() else (0, [])
     if start and D.rank() == 0:
         print(f"resuming from {checkpoint} at epoch {start}")
-    if start == 0 and history is not None and D.rank() == 0 and history.exists():
-        history.unlink()  # a fresh run (or a new config): the old history describes another run
+    if history is not None and D.rank() == 0:
+        # what the checkpoint says happened: nothing for a fresh run, the resumed epochs otherwise
+        write_text(history, "".join(json.dumps(r) + "\n" for r in records))
     record: dict = {}
     for epoch in range(start, epochs):
         sampler.set_epoch(epoch)
@@ -96,8 +155,9 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
                   **{k: v / max(steps, 1) for k, v in sums.items()}}
         if evaluate is not None and eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             record["eval"] = evaluate(epoch)
+        records.append(record)
         if D.rank() == 0:
-            save_checkpoint(checkpoint, method, epoch, cfg_hash, precision)
+            save_checkpoint(checkpoint, method, epoch, identity, precision, records)
             line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "eval")
             print(line + (f" eval={json.dumps(record['eval'])}" if "eval" in record else ""), flush=True)
             if history is not None:

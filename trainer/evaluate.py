@@ -1,8 +1,9 @@
 """python -m trainer.evaluate --model model.pt --lists LISTS_DIR --images images.h5 --out metrics.json
 
 Extracts features (flip-augmented images, or clip-averaged tracklets) for every split the dataset's
-protocols use, evaluates each protocol (protocol.json) and writes metrics.json (per protocol: mAP, rank-1/5/10/20, mINP, valid queries, plus
-provenance) and features.h5 beside it.
+protocols use, evaluates each protocol (protocol.json) and writes metrics.json (per protocol: mAP,
+rank-1/5/10/20, mINP, valid queries; `dataset` is the evaluated dataset, `train_dataset` the one the
+model was trained on; plus provenance) and features.h5 beside it.
 """
 from __future__ import annotations
 
@@ -17,15 +18,32 @@ import torch
 
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli import reports_user_errors
+from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
+from pipeline.listfile import read_protocol
+from pipeline.weights import load_torch_file
 
 from .features import evaluate_protocols
 from .models import build_feature_net
 from .runtime import git_commit, pick_device
 
+MODEL_HINT = "give the model.pt that `python -m trainer.train` (the workflow's train rule) writes"
+
+
+def load_model_file(path: str | Path) -> dict:
+    """model.pt's contents, loaded without running code (weights_only) and checked to be a model.pt."""
+    state = load_torch_file(path, "trained model (model.pt)", MODEL_HINT)
+    if isinstance(state, dict) and state.get("kind") == "ccreid training checkpoint":
+        raise InputError(f"{path}: a training checkpoint (last.pt), not a trained model; training writes model.pt "
+                         f"when it finishes — {MODEL_HINT}")
+    missing = [k for k in ("feature_net", "config", "dataset") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise InputError(f"{path}: not a ccreid model.pt (no {missing}); {MODEL_HINT}")
+    return state
+
 
 def load_feature_net(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_model_file(path)
     m = state["config"]["model"]
     # model.pt files written before feature_net_spec existed all hold CAL's FeatureNet
     spec = state.get("feature_net_spec") or {"kind": "featurenet", "kwargs": {
@@ -55,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     net, state = load_feature_net(a.model, device)
     cfg = state["config"]
     pack = ImagePack(a.images)
+    meta = read_protocol(a.lists)
     metrics, extra = evaluate_protocols(net, pack, a.lists, cfg["data"]["height"], cfg["data"]["width"], device,
                                         a.batch_size)
     features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
@@ -71,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 g.create_dataset("pack_index", data=pack.indices([x.path for x in ds.samples]))
         f.attrs["manifest_sha256"] = pack.manifest_sha256
     report = {
-        "dataset": state["dataset"],
+        "dataset": meta["dataset"],  # what was evaluated; a model may be tested on another dataset than its own
+        "train_dataset": state["dataset"],
         "method": cfg["method"],
         "scale": cfg["scale"],
         "protocols": metrics,

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.imagepack import ImagePack
-from pipeline.listfile import read_protocol, read_split
+from pipeline.listfile import read_lists
 
 from .data import PackedClips, PackedImages
 from .evaluation import average_results, evaluate_features, single_shot_galleries, summarise
@@ -76,9 +76,9 @@ class SplitLabels:
 def evaluate_protocols(net, pack: ImagePack, lists_dir: str, height: int, width: int, device: torch.device,
                        batch_size: int = 64, workers: int = 0) -> tuple[dict, dict]:
     """Features for every split a protocol uses (each once), then every protocol's metrics."""
-    meta = read_protocol(lists_dir)
+    meta, listed = read_lists(lists_dir)  # every line checked: paths, duplicates within and across splits
     splits = {s for p in meta["protocols"] for s in (p.query, p.gallery)}
-    data = {s: SplitLabels(read_split(lists_dir, s)) for s in sorted(splits)}
+    data = {s: SplitLabels(listed[s]) for s in sorted(splits)}
     feats = {s: split_features(net, pack, d.samples, height, width, device, meta.get("video"), batch_size, workers, s)
              for s, d in data.items()}
     metrics = {}

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 from pipeline.errors import InputError
@@ -62,3 +64,42 @@ class IdentitySampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self._len
+
+
+class Draw(NamedTuple):
+    """A training item to load and the seed of its random augmentation."""
+
+    index: int
+    seed: int
+
+
+def item_generator(key) -> tuple[int, torch.Generator | None]:
+    """(dataset index, generator for its augmentation) from what a loader passes to __getitem__: a Draw in
+    training, a plain index in evaluation (no random draws)."""
+    if isinstance(key, Draw):
+        return key.index, torch.Generator().manual_seed(key.seed)
+    return int(key), None
+
+
+class SeededDraws(Sampler[Draw]):
+    """Wraps a sampler so each item it yields carries a seed derived from (seed, epoch, rank, position in the
+    epoch). Augmentations then depend on nothing else — not on the loader worker that runs them nor on
+    that worker's history — which makes a resumed run, whatever its number of workers, replay the draws
+    of an uninterrupted one (DataLoader's own per-worker seeding does not: persistent workers are seeded
+    once, when first started, so a run resumed at epoch e seeds them differently)."""
+
+    def __init__(self, sampler: IdentitySampler, seed: int, rank: int = 0):
+        self.sampler, self.seed, self.rank, self.epoch = sampler, int(seed), int(rank), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        indices = list(self.sampler)
+        seeds = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(len(indices), np.uint64)
+        for i, s in zip(indices, seeds, strict=True):
+            yield Draw(int(i), int(s >> np.uint64(1)))  # 63 bits: torch seeds are int64
+
+    def __len__(self) -> int:
+        return len(self.sampler)

@@ -2,7 +2,10 @@
        --lists LISTS_DIR --images images.h5 --out results/<dataset>/<method>
 
 Trains one method; writes OUT/model.pt (final weights + config), OUT/history.jsonl and
-OUT/checkpoints/<config-hash>/last.pt every epoch. Rerunning resumes from that checkpoint.
+OUT/checkpoints/<run-key>/last.pt every epoch. The run key covers everything the run reads (the merged
+config, images.h5, the lists, the stores, the body model and mocap, the number of processes): rerunning
+the same command resumes from the checkpoint; rerunning after any of those changed starts over. The
+checkpoint folder is removed once model.pt is written.
 Several processes: `torchrun --nproc_per_node N -m trainer.train ...` (gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
@@ -10,28 +13,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline.atomic import atomic_path
 from pipeline.cli import reports_user_errors
 from pipeline.datasets.base import pid2clothes
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
-from pipeline.listfile import read_protocol, read_split
+from pipeline.listfile import read_lists
 from pipeline.stages.store import Store
+from pipeline.weights import save_torch_file
 
 from . import distributed as D
 from .config import config_hash, load_method_config
-from .engine import fit
+from .engine import checkpoint_path, discard_other_runs, fit
 from .features import evaluate_protocols
 from .methods import build_method, method_class
 from .precision import Precision
+from .run_identity import run_identity
 from .runtime import git_commit, pick_device, seed_everything
-from .samplers import IdentitySampler
+from .samplers import IdentitySampler, SeededDraws
+
+MODEL_KIND = "ccreid model"
 
 
 def open_stores(stores: dict[str, str], manifest_sha256: str) -> dict[str, Store]:
@@ -64,22 +71,28 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     torch.set_num_threads(max(1, torch.get_num_threads() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
     h = config_hash(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    meta = read_protocol(lists)
-    train_samples = read_split(lists, "train")
+    meta, splits = read_lists(lists)  # every line checked: paths, duplicates, dense training labels
+    train_samples = splits["train"]
+    if not train_samples:
+        raise InputError(f"{lists}/train.txt: no training samples")
     num_pids = 1 + max(s.pid for s in train_samples)
     p2c = pid2clothes(train_samples) if meta["has_clothes"] else None
     d = cfg["data"]
     pack = ImagePack(images)
     opened = open_stores(stores or {}, pack.manifest_sha256)
     preprocessing = store_provenance(opened)
+    identity = run_identity(h, pack.manifest_sha256, lists, opened, resources or {}, D.world_size())
     kind = method_class(cfg)
     dataset = kind.training_dataset(pack, train_samples, cfg, opened, bool(meta.get("video")))
     for store in opened.values():
         store.close()  # datasets copy what they need: h5py handles must not cross into loader workers
-    sampler = IdentitySampler(dataset.pids, d["num_instances"], cfg["seed"], D.rank(), D.world_size(),
-                              clothes=kind.sampler_clothes(cfg, dataset))
+    sampler = SeededDraws(IdentitySampler(dataset.pids, d["num_instances"], cfg["seed"], D.rank(), D.world_size(),
+                                          clothes=kind.sampler_clothes(cfg, dataset)), cfg["seed"], D.rank())
+    # the loader's own generator: DataLoader draws its worker base seed from it, and drawing that from the
+    # global generator (the default) would shift dropout and every later draw when a run resumes
     loader = DataLoader(dataset, batch_size=d["batch_size"], sampler=sampler, num_workers=d["workers"],
-                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=d["workers"] > 0)
+                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=d["workers"] > 0,
+                        generator=torch.Generator().manual_seed(cfg["seed"]))
     if len(loader) == 0:
         raise InputError(f"{lists}/train.txt: {len(dataset)} training items give no full batch of {d['batch_size']}")
     method = build_method(cfg, num_pids, p2c, device, resources)
@@ -90,25 +103,30 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
         metrics, _ = evaluate_protocols(method.feature_net(), pack, lists, d["height"], d["width"], device)
         return {name: {k: round(m[k], 4) for k in ("mAP", "rank1")} for name, m in metrics.items()}
 
-    ckpt = out / "checkpoints" / h / "last.pt"
-    fit(method, loader, sampler, cfg["epochs"], device, Precision(device, cfg["amp"]), ckpt, h,
+    ckpt = checkpoint_path(out, identity)
+    if D.rank() == 0:
+        discard_other_runs(out, ckpt, identity)
+    fit(method, loader, sampler, cfg["epochs"], device, Precision(device, cfg["amp"]), ckpt, identity,
         history=out / "history.jsonl", evaluate=periodic_eval if D.rank() == 0 else None, eval_every=cfg["eval_every"])
     model_path = out / "model.pt"
     if D.rank() == 0:
         feature_net = method.feature_net()
         report = method.write_report(out, dataset)
-        with atomic_path(model_path) as tmp:
-            torch.save({"feature_net": feature_net.state_dict(), "feature_net_spec": method.feature_net_spec(),
-                        "report": report, "config": cfg, "config_hash": h,
-                        "dataset": meta["dataset"], "num_train_pids": num_pids,
-                        "num_train_clothes": 0 if p2c is None else int(p2c.shape[1]),
-                        "train_epoch_seconds": sum(json.loads(line)["seconds"] for line in
-                                                   (out / "history.jsonl").read_text().splitlines()),
-                        "git_commit": git_commit(Path(__file__).parent), "device": str(device),
-                        "preprocessing": preprocessing,
-                        "world_size": D.world_size()}, tmp)
+        save_torch_file({"kind": MODEL_KIND, "feature_net": feature_net.state_dict(),
+                         "feature_net_spec": method.feature_net_spec(),
+                         "report": report, "config": cfg, "config_hash": h, "run": identity,
+                         "dataset": meta["dataset"], "num_train_pids": num_pids,
+                         "num_train_clothes": 0 if p2c is None else int(p2c.shape[1]),
+                         "train_epoch_seconds": sum(json.loads(line)["seconds"] for line in
+                                                    (out / "history.jsonl").read_text().splitlines()),
+                         "git_commit": git_commit(Path(__file__).parent), "device": str(device),
+                         "preprocessing": preprocessing,
+                         "world_size": D.world_size()}, model_path)
     if D.is_distributed():
         torch.distributed.barrier()
+    if D.rank() == 0:
+        shutil.rmtree(ckpt.parent)  # model.pt holds the result; a finished run's checkpoint is never resumed
+    if D.is_distributed():
         torch.distributed.destroy_process_group()
     return model_path
 

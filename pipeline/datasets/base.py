@@ -1,7 +1,9 @@
 """What every dataset adapter returns, and the registry that maps a format name to its adapter."""
 from __future__ import annotations
 
+import errno
 import logging
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,18 +129,34 @@ def check_no_duplicates(data: DatasetSplits) -> None:
             seen[path] = split
 
 
+def _readable_file(path: Path) -> bool:
+    """Whether `path` is a regular file once links are followed; a dangling or looping symlink is logged and
+    skipped (a dataset copied with broken links must not lose images silently)."""
+    try:
+        st = path.stat()
+    except OSError as e:  # the file-system query only: ENOENT (dangling link), ELOOP (link cycle), EACCES
+        why = {errno.ENOENT: "a dangling symbolic link", errno.ELOOP: "a symbolic link loop"}.get(e.errno, e.strerror)
+        log.warning("%s: %s, skipped", path, why)
+        return False
+    return stat.S_ISREG(st.st_mode)
+
+
 def image_files(directory: Path) -> list[Path]:
     """Image files directly in `directory`, sorted by name so list files are reproducible. Stray other
-    files (Thumbs.db, notes) are skipped with a logged warning naming them."""
-    files = sorted(p for p in directory.iterdir() if p.is_file())
+    files (Thumbs.db, notes) and broken links are skipped with a logged warning naming them."""
+    files = sorted(p for p in directory.iterdir() if _readable_file(p))
     for stray in (p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES):
         log.warning("%s: not an image, skipped", stray)
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def split_images(directory: Path, suffix: str) -> list[Path]:
-    """The `suffix` images of one split folder; a missing folder or an empty split is an error naming it."""
-    files = [f for f in image_files(require_dir(directory, f"the {directory.name}/ split folder")) if f.suffix == suffix]
+    """The `suffix` images of one split folder; a missing folder or an empty split is an error naming it.
+    Images of another format are not part of the dataset's published split: skipped with a warning."""
+    images = image_files(require_dir(directory, f"the {directory.name}/ split folder"))
+    for other in (f for f in images if f.suffix != suffix):
+        log.warning("%s: not a *%s image as this dataset's split folders hold, skipped", other, suffix)
+    files = [f for f in images if f.suffix == suffix]
     if not files:
         raise DatasetLayoutError(f"{directory}: no *{suffix} images")
     return files

@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from pipeline.errors import InputError, MissingInputError
+from pipeline.weights import load_state_dict_file
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
@@ -40,8 +41,8 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
             raise MissingInputError(
                 f"backbone weights {path} not found: put the {name} ImageNet state dict there "
                 f"(torchvision's {name} IMAGENET1K_V1 file), or set model.pretrained: none")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        state = load_state_dict_file(path, f"{name} ImageNet weights (model.pretrained)",
+                                     "Use torchvision's released file for this backbone, or model.pretrained: none")
         missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
         if [k for k in missing if not k.startswith("fc.")] or unexpected:
             raise InputError(f"{path}: not a {name} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -57,7 +58,8 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
         raise MissingInputError(
             f"ImageNet weights for {name} ({pretrained}) not found at {cached}. Download {weights.url} to that "
             f"path (or to data/models/ and set model.pretrained to the file), or set model.pretrained: none")
-    net.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+    net.load_state_dict(load_state_dict_file(cached, f"torchvision's {name} {pretrained} weights",
+                                             f"Download {weights.url} again"))
 
 
 def build_resnet(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> torchvision.models.ResNet:
