@@ -31,6 +31,7 @@ rule lists:
         root=lambda w: dataset_cfg(w.dataset)["root"],
         outdir=lambda w, output: str(Path(output.protocol).parent),
         count_check=lambda w: "--no-count-check" if "synthetic" in dataset_cfg(w.dataset) else "",
+        raw_tree=raw_fingerprint,  # not used by the command: a change of it reruns this rule
     log:
         "logs/{dataset}/lists.log",
     conda:
@@ -49,6 +50,7 @@ rule pack:
     params:
         root=lambda w: dataset_cfg(w.dataset)["root"],
         lists=lambda w, input: str(Path(input.protocol).parent),
+        format_version=PACK_FORMAT_VERSION,  # a new pack format rebuilds packs written by older code
     log:
         "logs/{dataset}/pack.log",
     conda:

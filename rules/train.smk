@@ -25,7 +25,7 @@ rule train:
     output:
         model="results/{dataset}/{method}/model.pt",
     params:
-        scale=lambda w: dataset_cfg(w.dataset).get("scale", "paper"),
+        scale=method_scale,
         overrides=method_overrides,
         device=config.get("device", "auto"),
         lists=lambda w, input: str(Path(input.protocol).parent),

@@ -1,6 +1,7 @@
 """Fake trees in each dataset's real naming scheme; expected labels read off reference.md §1 independently."""
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -162,3 +163,26 @@ def test_celeb_reid_camera_from_the_first_digit_of_y(tmp_path, fmt, folder):
     assert labels(data.train) == {"12_3_0.jpg": (1, 2, NO_CLOTHES), "7_15_1.jpg": (0, 0, NO_CLOTHES)}
     assert labels(data.splits["gallery"]) == {"900_41_1.jpg": (900, 3, NO_CLOTHES), "901_1_0.jpg": (901, 0, NO_CLOTHES)}
     assert not data.has_clothes and [p.mode for p in data.protocols] == ["general"]
+
+
+def test_ltcc_files_of_another_format_and_broken_links_are_skipped_with_a_warning(tmp_path, caplog):
+    import logging
+
+    from pipeline.datasets import load
+
+    base = tmp_path / "LTCC_ReID"
+    for split, names in {"train": ["001_1_c1_000001.png", "002_2_c2_000002.png"],
+                         "query": ["001_3_c3_000003.png"], "test": ["001_1_c4_000004.png", "002_2_c5_000005.png"]}.items():
+        (base / split).mkdir(parents=True)
+        for n in names:
+            cv2.imwrite(str(base / split / n), np.zeros((8, 4, 3), np.uint8))
+    cv2.imwrite(str(base / "train" / "003_4_c1_000006.jpg"), np.zeros((8, 4, 3), np.uint8))
+    (base / "train" / "004_5_c1_000007.png").symlink_to(tmp_path / "gone.png")
+    (base / "test" / "005_6_c1_000008.png").symlink_to(base / "test" / "005_6_c1_000008.png")
+    with caplog.at_level(logging.WARNING, logger="ccreid.datasets"):
+        data = load("ltcc", tmp_path)
+    assert len(data.train) == 2 and len(data.splits["gallery"]) == 2
+    messages = "\n".join(r.getMessage() for r in caplog.records)
+    assert "003_4_c1_000006.jpg: not a *.png image" in messages
+    assert "004_5_c1_000007.png: a dangling symbolic link, skipped" in messages
+    assert "005_6_c1_000008.png: a symbolic link loop, skipped" in messages

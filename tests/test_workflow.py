@@ -226,3 +226,51 @@ def test_a_missing_smpl_file_stops_the_plan_naming_file_and_source(workflow):
     out = proc.stdout + proc.stderr
     assert "data/models/smpl/SMPL_NEUTRAL.pkl: body.model in config.yaml is missing" in out
     assert "smpl.is.tue.mpg.de" in out
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"datasets": {"tiny": {"scale": "tiniest"}}}, "unknown scale 'tiniest'"),
+    ({"overrides": {"cal": ["optim.lr=fast"]}}, "cal.yaml override.optim.lr: expected a number"),
+    ({"overrides": {"cal": ["optim.lrr=1e-4"]}}, "unknown key 'lrr'"),
+])
+def test_a_bad_scale_or_override_stops_the_plan_before_any_work(workflow, change, expected):
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    for key, value in change.items():
+        if key == "datasets":
+            cfg["datasets"]["tiny"].update(value["tiny"])
+        else:
+            cfg[key] = value
+    (workflow / "badmethod.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workflow, "-n", "results/tiny/cal/metrics.json", "--configfile", "badmethod.yaml", check=False)
+    assert proc.returncode != 0 and expected in proc.stdout + proc.stderr
+
+
+def test_editing_an_image_inside_a_real_dataset_reruns_lists_and_pack(tmp_path_factory):
+    """Snakemake sees only the layout folder's own time; the lists rule's fingerprint parameter sees inside."""
+    import cv2
+
+    from pipeline.synthetic import generate
+
+    from .conftest import TINY
+
+    work = tmp_path_factory.mktemp("rawedit")
+    for name in ("Snakefile", "rules", "config", "envs", "profiles"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    generate(TINY, work / "data/raw/real", jobs=1, progress=False)
+    cfg = {"datasets": {"real": {"format": "prcc", "root": "data/raw/real", "scale": "tiny"}}, "methods": ["baseline"],
+           "device": "cpu"}
+    (work / "real.yaml").write_text(yaml.safe_dump(cfg))
+    target = ["data/derived/real/images.h5", "--configfile", "real.yaml"]
+    snakemake(work, "--cores", "1", *target)
+    assert jobs_planned(snakemake(work, "-n", *target)) == {}
+    images = sorted((work / "data/raw/real/prcc/rgb/train").rglob("*.jpg"))
+    layout_mtime = (work / "data/raw/real/prcc/rgb").stat().st_mtime_ns
+    cv2.imwrite(str(images[3]), 255 - cv2.imread(str(images[3])))  # replaced deep inside, same name
+    assert (work / "data/raw/real/prcc/rgb").stat().st_mtime_ns == layout_mtime
+    proc = snakemake(work, "-n", *target)
+    assert jobs_planned(proc) == {"lists": 1, "pack": 1} and "Params have changed" in proc.stdout
+    snakemake(work, "--cores", "1", *target)
+    assert jobs_planned(snakemake(work, "-n", *target)) == {}
+    images[5].unlink()
+    assert jobs_planned(snakemake(work, "-n", *target)) == {"lists": 1, "pack": 1}

@@ -61,8 +61,9 @@ def _merge(base: dict, override: dict, where: str) -> dict:
     return out
 
 
-def set_dotted(cfg: dict, assignment: str) -> dict:
-    """Apply 'a.b.c=value' (value parsed as YAML) to a copy of cfg; the key must already exist."""
+def set_dotted(cfg: dict, assignment: str, where: str = "override") -> dict:
+    """Apply 'a.b.c=value' (value parsed as YAML) to a copy of cfg; the key must already exist and the value
+    take its type (coerce)."""
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r}: expected key.path=value")
     dotted, raw = assignment.split("=", 1)
@@ -72,7 +73,7 @@ def set_dotted(cfg: dict, assignment: str) -> dict:
     for k in keys[:-1]:
         node = node.setdefault(k, {})
     node[keys[-1]] = yaml.safe_load(raw)
-    return _merge(cfg, override, "override")
+    return _merge(cfg, override, where)
 
 
 def load_method_config(path: str | Path, scale: str | None = None, overrides: list[str] | tuple = ()) -> dict:
@@ -88,7 +89,7 @@ def load_method_config(path: str | Path, scale: str | None = None, overrides: li
             raise ConfigError(f"{path}: unknown scale {scale!r}; defined: paper, {', '.join(scales)}")
         cfg = _merge(cfg, scales[scale], f"{path}:scales.{scale}")
     for assignment in overrides:
-        cfg = set_dotted(cfg, assignment)
+        cfg = set_dotted(cfg, assignment, f"{path.name} override")
     cfg["method"] = raw["method"]
     cfg["scale"] = scale or "paper"
     return cfg
