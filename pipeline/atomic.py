@@ -60,8 +60,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 def write_text(target: str | Path, text: str) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
+    write_bytes(target, text.encode())
 
 
 def write_bytes(target: str | Path, data: bytes | memoryview) -> None:

@@ -24,9 +24,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_path
 from .errors import InputError, MissingInputError
-from .h5 import open_h5
+from .h5 import new_h5, open_h5
 
 FORMAT_VERSION = 2  # 2: per-image crc32
 REBUILD = "rebuild it (snakemake --forcerun pack <target>, or python -m pipeline.pack)"
@@ -47,7 +46,7 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
         dup = next(p for p in paths if paths.count(p) > 1)
         raise InputError(f"duplicate image path in the lists: {dup}")
     manifest = hashlib.sha256()
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+    with new_h5(out) as (f, check):
         n = len(paths)
         f.create_dataset("path", data=paths, dtype=h5py.string_dtype())
         enc = f.create_dataset("encoded", (n,), dtype=h5py.vlen_dtype(np.uint8))
@@ -65,6 +64,7 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
             hw[i] = full.shape[:2]
             enc[i] = np.frombuffer(data, np.uint8)
             crc[i] = zlib.crc32(data)
+            check()  # stop at once when the disk is full
             manifest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
         f.create_dataset("crc32", data=crc)
         f.create_dataset("height", data=hw[:, 0])

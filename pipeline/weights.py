@@ -19,16 +19,22 @@ from .errors import InputError, MissingInputError
 
 
 def _reason(e: Exception) -> str:
-    """The informative line of torch's long weights-only message (e.g. 'Unsupported global: GLOBAL os.system')."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    picked = [ln for ln in lines if ln.startswith("WeightsUnpickler error")]
-    return (picked or lines or [type(e).__name__])[0][:300]
+    """The informative part of torch's long message: from 'WeightsUnpickler error' on (e.g. 'Unsupported
+    global: GLOBAL builtins.open') when there is one, else its first line."""
+    text = str(e)
+    at = text.find("WeightsUnpickler error")
+    if at >= 0:  # without torch's advice to allow-list the global: that is what must not happen here
+        return text[at:].splitlines()[0].split(" Please use")[0].strip()[:300]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines or [type(e).__name__])[0][:300]
 
 
 def _torch_load(source, path: Path, what: str, hint: str):
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError) as e:  # the deserialisation only: a bad or hostile file
+    # the deserialisation only: a bad or hostile file (a truncated legacy-format file raises RuntimeError
+    # "unexpected EOF" from torch's storage reader)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as e:
         raise InputError(f"{path}: {what} cannot be read: truncated, not a PyTorch file, or holding objects other "
                          f"than tensors and plain containers (refused unopened: {_reason(e)}). {hint}") from None
 

@@ -7,7 +7,7 @@ import yaml
 from pipeline.datasets import LAYOUT_DIRS
 from pipeline.imagepack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from pipeline.rawtree import tree_fingerprint
-from pipeline.stages.backends import STAGES
+from pipeline.stages.backends import STAGES, check_params
 from trainer.config import load_method_config
 
 
@@ -131,6 +131,8 @@ def store_path(dataset, stage, backend=None):
 
 
 def backend_params(wildcards):
+    """The backend's params as JSON, checked while the DAG is built (an unknown backend, a misspelt key, a
+    value of the wrong type or range stops the plan, naming it)."""
     params = dict(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}))
     if wildcards.stage == "cloth_masks":
         # the cloth scheme belongs to the parsing backend's label set, so it follows that backend
@@ -139,7 +141,13 @@ def backend_params(wildcards):
         if label_set not in schemes:
             raise ValueError(f"cloth_schemes has no scheme for the parsing backend {label_set!r} (config/config.yaml)")
         params.update(label_set=label_set, **schemes[label_set])
+    check_params(wildcards.stage, wildcards.backend, params)
     return json.dumps(params, sort_keys=True)
+
+
+def allow_none_found(wildcards):
+    """`backends.<stage>.<backend>.allow_none_found: true`: a shard that finds nothing is not an error."""
+    return "--allow-none-found" if backend_cfg(wildcards.stage, wildcards.backend).get("allow_none_found") else ""
 
 
 def groundtruth_file(dataset):

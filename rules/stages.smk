@@ -16,6 +16,7 @@ rule stage_shard:
         sha256=lambda w: f"--sha256 {backend_cfg(w.stage, w.backend)['sha256']}"
         if backend_cfg(w.stage, w.backend).get("sha256") else "",
         stores=lambda w, input: " ".join(f"--input-store {s}" for s in input.stores),
+        allow_none_found=allow_none_found,
     log:
         "logs/{dataset}/{stage}/{backend}.{shard}-of-{n}.log",
     benchmark:
@@ -29,7 +30,7 @@ rule stage_shard:
     shell:
         "python -m pipeline.stages run --stage {wildcards.stage} --backend {wildcards.backend} "
         "--images {input.images} --shard {wildcards.shard} --num-shards {wildcards.n} "
-        "--params '{params.backend_params}' {params.model_file} {params.sha256} {params.stores} "
+        "--params '{params.backend_params}' {params.model_file} {params.sha256} {params.stores} {params.allow_none_found} "
         "--out {output} > {log} 2>&1"
 
 

@@ -111,3 +111,25 @@ def test_a_pack_of_the_previous_format_is_refused_with_the_rebuild_command(tmp_p
         del f["crc32"]
     with pytest.raises(ValueError, match="not an image pack of format version 2 .*found 1.*forcerun pack"):
         ImagePack(old)
+
+
+def test_a_full_disk_while_packing_is_one_line_naming_the_pack(tmp_path, tiny_dataset):
+    """RLIMIT_FSIZE makes writes fail with EFBIG down the same paths as a full disk; HDF5 must not crash."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
+              "from pipeline.pack import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "images.h5"
+    r = subprocess.run([sys.executable, "-c", script, "--lists", str(tiny_dataset["lists"]), "--root",
+                        str(tiny_dataset["root"]), "--out", str(out)], capture_output=True, text=True, cwd=REPO,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith(f"error: {out}: File too large") and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []

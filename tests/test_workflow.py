@@ -196,14 +196,45 @@ def test_offline_preprocessing_chain_plans_every_stage(workflow):
     assert '"label_set": "keypoint-geometry"' in proc.stdout  # the cloth scheme follows the parsing backend
 
 
-def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow):
-    # a parsing backend the cloth schemes do not know (config files merge, so a scheme cannot be removed)
-    cfg = {"stages": {"parsing": {"backend": "other"}},
-           "backends": {"parsing": {"other": {"inputs": ["keypoints", "silhouettes"]}}}}
-    (workflow / "noscheme.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(workflow, "-n", "data/derived/synthetic/cloth_masks/parsing.h5", "--configfile", "noscheme.yaml",
+def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow, tmp_path):
+    # config files merge, so a scheme cannot be removed by --configfile: edit config.yaml in a copy
+    copy = tmp_path / "wf"
+    shutil.copytree(workflow, copy, ignore=shutil.ignore_patterns("data", "results", "logs", ".snakemake"))
+    base = yaml.safe_load((copy / "config/config.yaml").read_text())
+    del base["cloth_schemes"]["keypoint-geometry"]
+    (copy / "config/config.yaml").write_text(yaml.safe_dump(base))
+    proc = snakemake(copy, "-n", "data/derived/synthetic/cloth_masks/parsing.h5", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "cloth_schemes has no scheme for the parsing backend 'keypoint-geometry'" in out
+
+
+@pytest.mark.parametrize("backends, stages, expected", [
+    # configured, but no such backend exists in the code
+    ({"parsing": {"other": {"inputs": ["keypoints", "silhouettes"]}}}, {"parsing": {"backend": "other"}},
+     "unknown parsing backend 'other'"),
+    ({"silhouettes": {"grabcut": {"params": {"iterations": "five"}, "inputs": ["keypoints"]}}}, {},
+     "parameter 'iterations' is 'five'"),
+    ({"silhouettes": {"grabcut": {"params": {"margin": 0.7}, "inputs": ["keypoints"]}}}, {}, "'margin'"),
+    ({"keypoints": {"mediapipe": {"params": {"upscale": 2.0, "min_detection_confidence": 0.5, "upscaled": 3}}}}, {},
+     "unknown parameter"),
+])
+def test_a_bad_backend_or_parameter_stops_the_plan(workflow, backends, stages, expected):
+    cfg = {"backends": backends, "stages": stages}
+    (workflow / "badbackend.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workflow, "-n", "data/derived/synthetic/contact_sheet.png", "--configfile", "badbackend.yaml",
                      check=False)
-    assert proc.returncode != 0 and "cloth_schemes has no scheme for the parsing backend 'other'" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and expected in out, out[-2000:]
+
+
+def test_allow_none_found_reaches_the_shard_command(workflow):
+    cfg = {"backends": {"faces": {"mediapipe": {"allow_none_found": True}}}}
+    (workflow / "allownone.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workflow, "-n", "-p", "data/derived/synthetic/faces/mediapipe.h5", "--configfile", "allownone.yaml")
+    faces = [ln for ln in proc.stdout.splitlines() if "--stage faces" in ln]
+    others = [ln for ln in proc.stdout.splitlines() if "pipeline.stages run" in ln and "--stage faces" not in ln]
+    assert faces and all("--allow-none-found" in ln for ln in faces)
+    assert others and not any("--allow-none-found" in ln for ln in others)
 
 
 def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):

@@ -16,9 +16,10 @@ from pathlib import Path
 import h5py
 import torch
 
-from pipeline.atomic import atomic_path, write_text
+from pipeline.atomic import write_text
 from pipeline.cli import reports_user_errors
 from pipeline.errors import InputError
+from pipeline.h5 import new_h5
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol
 from pipeline.weights import load_torch_file
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics, extra = evaluate_protocols(net, pack, a.lists, cfg["data"]["height"], cfg["data"]["width"], device,
                                         a.batch_size)
     features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
-    with atomic_path(features_path) as tmp, h5py.File(tmp, "w") as f:
+    with new_h5(features_path) as (f, _):
         for split, feats in extra["features"].items():
             g = f.create_group(split)
             ds = extra["datasets"][split]

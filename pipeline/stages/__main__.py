@@ -1,5 +1,5 @@
 """python -m pipeline.stages run --stage S --backend B --images images.h5 --shard K --num-shards N --out shard.h5
-                          [--params JSON] [--model-file F] [--input-store STORE ...]
+                          [--params JSON] [--model-file F] [--input-store STORE ...] [--allow-none-found]
 python -m pipeline.stages merge --images images.h5 --out store.h5 --summary summary.json SHARD ...
 python -m pipeline.stages export-alphapose --store keypoints.h5 --images images.h5 --out alphapose-results.json
 python -m pipeline.stages quality --store STORE --images images.h5 --groundtruth groundtruth.h5
@@ -8,10 +8,13 @@ python -m pipeline.stages backends
 
 `run` computes one shard of a stage; `merge` joins the shards into the store aligned to images.h5 and
 writes the found-rate summary; `export-alphapose` writes AlphaPose's own results format (reference.md §5.5).
+A shard in which the backend finds nothing at all is an error (wrong parameters, weights or inputs look
+exactly like that) unless --allow-none-found says that is expected.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
@@ -25,7 +28,7 @@ from ..atomic import write_text
 from ..cli import reports_user_errors
 from ..errors import InputError, MissingInputError
 from ..imagepack import ImagePack
-from .backends import Item, build, registered
+from .backends import Item, build, check_params, registered
 from .store import Store, merge, shard_indices, write_shard
 
 
@@ -47,38 +50,43 @@ def check_model_file(path: str, expected_sha256: str | None) -> str:
 
 def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int, out: str, params: dict,
         model_file: str | None = None, input_stores: tuple[str, ...] = (), progress: bool | None = None,
-        expected_sha256: str | None = None) -> int:
-    """Compute one shard; returns how many of its images were found."""
+        expected_sha256: str | None = None, allow_none_found: bool = False) -> int:
+    """Compute one shard; returns how many of its images were found. A non-empty shard with nothing
+    found is an error unless allow_none_found."""
+    check_params(stage, backend_name, params)  # before any file is read or model loaded
     weights_sha256 = check_model_file(model_file, expected_sha256) if model_file else ""
     pack = ImagePack(images)
-    backend = build(stage, backend_name, params, model_file)
-    stores = [Store(p, pack.manifest_sha256) for p in input_stores]
-    inputs = {s.attrs["stage"]: s for s in stores}
-    missing = [s for s in backend.input_stages if s not in inputs and s not in backend.optional_inputs]
-    if missing:
-        raise InputError(f"{stage} backend {backend_name!r} needs a {missing[0]} store (--input-store)")
-    fields = {name: json.loads(s.attrs["fields"]) for name, s in inputs.items()}
-    backend.bind({name: s.attrs for name, s in inputs.items()})
-    indices = shard_indices(len(pack), shard, num_shards)
-    records = []
-    t0 = time.time()
-    try:
+    with contextlib.ExitStack() as stack:
+        backend = build(stage, backend_name, params, model_file)
+        stack.callback(backend.close)
+        stores = [stack.enter_context(Store(p, pack.manifest_sha256)) for p in input_stores]
+        inputs = {s.attrs["stage"]: s for s in stores}
+        missing = [s for s in backend.input_stages if s not in inputs and s not in backend.optional_inputs]
+        if missing:
+            raise InputError(f"{stage} backend {backend_name!r} needs a {missing[0]} store (--input-store)")
+        fields = {name: json.loads(s.attrs["fields"]) for name, s in inputs.items()}
+        backend.bind({name: s.attrs for name, s in inputs.items()})
+        indices = shard_indices(len(pack), shard, num_shards)
+        records = []
+        t0 = time.time()
         for i in tqdm(indices, desc=f"{stage}/{backend_name} shard {shard + 1}/{num_shards}",
                       disable=None if progress is None else not progress):
             item = Item(int(i), pack.paths[i], {name: {f: s[f][i] for f in fields[name]} for name, s in inputs.items()})
             records.append(backend(pack.image(int(i)), item))
-    finally:
-        backend.close()
-        for s in stores:
-            s.close()
+        input_attrs = {name: {"backend": s.attrs["backend"], "params": s.attrs["params"]} for name, s in inputs.items()}
+    found = int(sum(bool(r["found"]) for r in records))
+    if records and not found and not allow_none_found:
+        raise InputError(f"{stage} backend {backend_name!r}, shard {shard + 1} of {num_shards}: found 0 of "
+                         f"{len(records)} images ({images}), so {out} was not written. Its parameters, weights or "
+                         f"input stores are probably wrong for these images; if finding nothing is expected, pass "
+                         f"--allow-none-found")
     write_shard(out, indices, records, {
         "stage": stage, "backend": backend_name, "backend_version": backend.version,
         "params": json.dumps(backend.params, sort_keys=True),
         "weights_sha256": weights_sha256,
-        "inputs": json.dumps({name: {"backend": s.attrs["backend"], "params": s.attrs["params"]}
-                              for name, s in inputs.items()}, sort_keys=True),
+        "inputs": json.dumps(input_attrs, sort_keys=True),
         "manifest_sha256": pack.manifest_sha256, "seconds": time.time() - t0, **backend.store_attrs()})
-    return int(sum(bool(r["found"]) for r in records))
+    return found
 
 
 def alphapose_results(store: Store, pack: ImagePack) -> list[dict]:
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--model-file", default=None, help="weights (or the synthetic ground truth) the backend loads")
     r.add_argument("--sha256", default=None, help="the model file's expected sha256: checked before any work")
     r.add_argument("--input-store", action="append", default=[], help="a store the backend reads")
+    r.add_argument("--allow-none-found", action="store_true",
+                   help="write the shard even if the backend found nothing in any of its images")
     m = sub.add_parser("merge", help="join shards into the store")
     m.add_argument("--images", required=True)
     m.add_argument("--out", required=True)
@@ -139,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stage:<12} {name:<12} params {json.dumps(cls.defaults)}")
         return 0
     if a.command == "run":
-        found = run(a.stage, a.backend, a.images, a.shard, a.num_shards, a.out, json.loads(a.params), a.model_file,
-                    tuple(a.input_store), expected_sha256=a.sha256)
+        try:
+            params = json.loads(a.params)
+        except json.JSONDecodeError as e:
+            raise InputError(f"--params {a.params!r}: not JSON ({e})") from None
+        found = run(a.stage, a.backend, a.images, a.shard, a.num_shards, a.out, params, a.model_file,
+                    tuple(a.input_store), expected_sha256=a.sha256, allow_none_found=a.allow_none_found)
         print(f"{a.stage}/{a.backend} shard {a.shard + 1}/{a.num_shards}: found {found}")
         return 0
     if a.command == "contact-sheet":

@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from ..errors import InputError
-from .backends import Backend, Item, register
+from .backends import Backend, Item, Names, register
 from .store import decode_png, encode_png
 
 MERGE7 = ("background", "head", "tops", "bottoms", "dress", "arms", "lower_limbs")
@@ -26,6 +26,7 @@ def deskpro_target(cloth: np.ndarray, epsilon: float = 0.1) -> np.ndarray:
 class ClothFromParsing(Backend):
     stage, name = "cloth_masks", "parsing"
     defaults = {"label_set": "", "cloth": [], "erase": [], "merge7": {}}
+    limits = {"cloth": Names(), "erase": Names(), "merge7": Names(keyed=True)}
     input_stages = ("parsing",)
 
     @property

@@ -19,9 +19,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import InputError
-from .backends import Backend, Item, register
+from .backends import AT_LEAST_1, DEVICE, UNIT, Backend, Item, OneOf, register
 from .store import decode_rgb, encode_rgb
+
+GPEN_SIZES = (256, 512)  # GPEN-BFR-256 and -512: pipeline.stages.gpen.CONFIGS, named here without importing torch
 
 # the 5-point template of ArcFace-style alignment, in a 112×112 crop (RetinaFace landmark order)
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
@@ -66,6 +67,7 @@ class MediaPipeFaces(Backend):
     # short-range model (0): in an upscaled head region the face fills the frame (measured: 80% found on
     # synthetic faces with it, 40% with the full-range model 1)
     defaults = {"min_confidence": 0.5, "crop_size": 224, "head_region": True, "head_size": 192, "model_selection": 0}
+    limits = {"min_confidence": UNIT, "crop_size": AT_LEAST_1, "head_size": AT_LEAST_1, "model_selection": OneOf((0, 1))}
     input_stages = optional_inputs = ("keypoints",)
 
     def __init__(self, params=None, model_file=None):
@@ -116,18 +118,21 @@ class MediaPipeFaces(Backend):
 class RetinaFaceDetector(Backend):
     stage, name = "faces", "retinaface"
     defaults = {"confidence": 0.9, "nms": 0.4, "max_size": 320, "crop_size": 224, "head_region": True, "device": "auto"}
+    limits = {"confidence": UNIT, "nms": UNIT, "max_size": AT_LEAST_1, "crop_size": AT_LEAST_1, "device": DEVICE}
     needs_file = True  # retinaface_resnet50_2020-07-20-f168fae3c.zip (or Resnet50_Final.pth)
+    weights_source = "https://github.com/ternaus/retinaface/releases/download/0.01/retinaface_resnet50_2020-07-20-f168fae3c.zip"
     input_stages = optional_inputs = ("keypoints",)
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
         from retinaface.predict_single import Model
 
-        from .backends import load_checkpoint, load_state_strictly, resolve_device
+        from .backends import load_state_strictly, load_weights, resolve_device
 
+        what = "a ResNet-50 RetinaFace checkpoint"
+        state = load_weights(self, self.model_file, what)  # a bad file fails before the network is built
         self.model = Model(max_size=self.params["max_size"], device=str(resolve_device(self.params["device"])))
-        load_state_strictly(self.model.model, load_checkpoint(self.model_file), self.model_file,
-                            "a ResNet-50 RetinaFace checkpoint")
+        load_state_strictly(self.model.model, state, self.model_file, what, self.weights_hint())
         self.model.eval()
 
     @property
@@ -158,6 +163,7 @@ class RetinaFaceDetector(Backend):
 class BicubicRestoration(Backend):
     stage, name = "faces_restored", "bicubic"
     defaults = {"size": 512}
+    limits = {"size": AT_LEAST_1}
     input_stages = ("faces",)
 
     @property
@@ -177,20 +183,23 @@ class BicubicRestoration(Backend):
 class GPENRestoration(Backend):
     stage, name = "faces_restored", "gpen"
     defaults = {"size": 512, "device": "auto"}
+    limits = {"size": OneOf(GPEN_SIZES), "device": DEVICE}
     needs_file = True  # GPEN-BFR-512.pth or GPEN-BFR-256.pth
+    weights_source = "the GPEN README (yangxy/GPEN), GPEN-BFR-512"
     input_stages = ("faces",)
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        from .backends import load_checkpoint, load_state_strictly, resolve_device
+        from .backends import load_state_strictly, load_weights, resolve_device
         from .gpen import CONFIGS, FullGenerator
 
         size = self.params["size"]
-        if size not in CONFIGS:
-            raise InputError(f"GPEN size must be one of {sorted(CONFIGS)} (GPEN-BFR-512 / -256), got {size}")
+        what = f"a GPEN-BFR-{size} checkpoint"
+        # the configured source is GPEN-BFR-512's
+        hint = self.weights_hint() if size == 512 else f"Get GPEN-BFR-{size}.pth from the GPEN README (yangxy/GPEN)."
+        state = load_weights(self, self.model_file, what, hint)  # a bad file fails before the network is built
         self.device = resolve_device(self.params["device"])
-        model = FullGenerator(size, 512, 8, **CONFIGS[size])
-        load_state_strictly(model, load_checkpoint(self.model_file), self.model_file, f"a GPEN-BFR-{size} checkpoint")
+        model = load_state_strictly(FullGenerator(size, 512, 8, **CONFIGS[size]), state, self.model_file, what, hint)
         self.model = model.to(self.device).eval()
 
     @property

@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from .backends import load_checkpoint, load_state_strictly
+from .backends import load_state_strictly, load_weights
 
 NUM_JOINTS = 17
 INPUT_SIZE = (256, 192)  # H, W
@@ -92,7 +92,9 @@ class FastPose(nn.Module):
 
 def load_fastpose(path: str | Path, device: torch.device | str = "cpu") -> FastPose:
     """FastPose with the weights of an official AlphaPose COCO checkpoint (DataParallel's 'module.'
-    prefix accepted); a file with other keys or shapes is an error naming them."""
-    model = load_state_strictly(FastPose(), load_checkpoint(path), path,
-                                "an AlphaPose FastPose (ResNet-50, COCO-17) checkpoint")
-    return model.to(device).eval()
+    prefix accepted); an unreadable file, or one with other keys or shapes, is an error naming it."""
+    from .keypoints import AlphaPose
+
+    what = "an AlphaPose FastPose (ResNet-50, COCO-17) checkpoint"
+    state = load_weights(AlphaPose, str(path), what)  # a bad file fails before the network is built
+    return load_state_strictly(FastPose(), state, path, what, AlphaPose.weights_hint()).to(device).eval()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .backends import Backend, GroundTruthBackend, Item, register
+from .backends import DEVICE, UNIT, Backend, GroundTruthBackend, Item, Range, register
 
 COCO17 = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
           "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
@@ -33,6 +33,7 @@ def not_found() -> dict:
 class MediaPipePose(Backend):
     stage, name = "keypoints", "mediapipe"
     defaults = {"upscale": 2.0, "min_detection_confidence": 0.5}
+    limits = {"upscale": Range(0, low_open=True), "min_detection_confidence": UNIT}
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
@@ -84,7 +85,10 @@ COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), 
 class AlphaPose(Backend):
     stage, name = "keypoints", "alphapose"
     defaults = {"flip": False, "min_score": 0.1, "device": "auto"}
+    limits = {"min_score": UNIT, "device": DEVICE}
     needs_file = True  # fast_res50_256x192.pth
+    weights_source = ("https://drive.google.com/open?id=1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn (AlphaPose docs/MODEL_ZOO.md, "
+                      "Fast Pose)")
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)

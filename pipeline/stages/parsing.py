@@ -13,7 +13,7 @@ import json
 import cv2
 import numpy as np
 
-from .backends import Backend, Item, register
+from .backends import DEVICE, FRACTION, UNIT, Backend, Item, Range, register
 from .store import decode_png, encode_png
 
 GEOMETRY_LABELS = ("background", "head", "torso", "arms", "legs", "shoes")
@@ -43,6 +43,7 @@ def nearest_part(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 class KeypointGeometry(Backend):
     stage, name = "parsing", "keypoint-geometry"
     defaults = {"min_score": 0.3, "limb_width": 0.06}
+    limits = {"min_score": UNIT, "limb_width": FRACTION}
     input_stages = ("keypoints", "silhouettes")
 
     @property
@@ -90,19 +91,20 @@ class SCHP(Backend):
     stage = "parsing"
     label_set = ""
     defaults = {"input_size": 0, "device": "auto"}  # input_size 0: SCHP's own for the label set
+    limits = {"input_size": Range(0), "device": DEVICE}
     needs_file = True  # exp-schp-201908261155-lip.pth / ...-atr.pth / ...-pascal-person-part.pth
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        from .backends import load_checkpoint, load_state_strictly, resolve_device
+        from .backends import load_state_strictly, load_weights, resolve_device
         from .schp import INPUT_SIZES, LABEL_SETS, SCHPNet
 
-        self.device = resolve_device(self.params["device"])
         self.labels = LABEL_SETS[self.label_set]
         self.size = self.params["input_size"] or INPUT_SIZES[self.label_set]
-        model = SCHPNet(len(self.labels))
-        load_state_strictly(model, load_checkpoint(self.model_file), self.model_file,
-                            f"an SCHP ResNet-101 {self.label_set} checkpoint ({len(self.labels)} classes)")
+        what = f"an SCHP ResNet-101 {self.label_set} checkpoint ({len(self.labels)} classes)"
+        state = load_weights(self, self.model_file, what)  # a bad file fails before the network is built
+        self.device = resolve_device(self.params["device"])
+        model = load_state_strictly(SCHPNet(len(self.labels)), state, self.model_file, what, self.weights_hint())
         self.model = model.to(self.device).eval()
 
     @property
@@ -119,5 +121,8 @@ class SCHP(Backend):
         return {"labels_png": encode_png(labels), "found": np.bool_(labels.any())}
 
 
-for _set in ("lip", "atr", "pascal"):
-    register(type(f"SCHP_{_set}", (SCHP,), {"name": f"schp-{_set}", "label_set": _set}))
+SCHP_MODELS = {"lip": "LIP", "atr": "ATR", "pascal": "Pascal-Person-Part"}
+for _set, _model in SCHP_MODELS.items():
+    register(type(f"SCHP_{_set}", (SCHP,), {
+        "name": f"schp-{_set}", "label_set": _set,
+        "weights_source": f"the SCHP README (GoGoDuck912/Self-Correction-Human-Parsing), {_model} model"}))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..imagepack import ImagePack
+from .backends import open_groundtruth
 from .store import Store, decode_png
 
 
@@ -35,7 +36,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def silhouette_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
-    with h5py.File(groundtruth, "r") as gt:
+    with open_groundtruth(groundtruth) as gt:
         rows = _truth_rows(gt, pack)
         scores = np.array([iou(store.png("mask_png", i) > 0, decode_png(gt["parts_png"][r]) > 0)
                            for i, r in enumerate(rows)])
@@ -45,7 +46,7 @@ def silhouette_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
 
 
 def keypoint_quality(store: Store, pack: ImagePack, groundtruth: str, alpha: float = 0.1) -> dict:
-    with h5py.File(groundtruth, "r") as gt:
+    with open_groundtruth(groundtruth) as gt:
         rows = _truth_rows(gt, pack)
         truth = gt["keypoints"][:][rows]
         heights = np.array([_height(decode_png(gt["parts_png"][r]) > 0) for r in rows], np.float32)
@@ -88,7 +89,7 @@ def parsing_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
         raise InputError(f"no coarse mapping for parsing labels {missing}")
     lut = np.array([_PRED_TO_COARSE[n] for n in labels], np.uint8)
     inter, union = np.zeros(len(COARSE)), np.zeros(len(COARSE))
-    with h5py.File(groundtruth, "r") as gt:
+    with open_groundtruth(groundtruth) as gt:
         rows = _truth_rows(gt, pack)
         for i, r in enumerate(rows):
             pred = lut[store.png("labels_png", i)]
@@ -110,7 +111,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def face_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
-    with h5py.File(groundtruth, "r") as gt:
+    with open_groundtruth(groundtruth) as gt:
         truth = gt["face_box"][:][_truth_rows(gt, pack)]
     found, boxes = store["found"][:], store["box"][:]
     visible = ~np.isnan(truth).any(1)

@@ -5,6 +5,8 @@ colour, the cloth mask, the aligned face crop and the restored face (a grey tile
 """
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import numpy as np
 
@@ -66,17 +68,14 @@ def contact_sheet(images: str, store_paths: list[str], out: str, count: int = 8,
     from ..atomic import atomic_path
 
     pack = ImagePack(images)
-    stores = {}
-    for path in store_paths:
-        store = Store(path, pack.manifest_sha256)
-        stores[store.attrs["stage"]] = store
     rng = np.random.default_rng(seed)
     indices = sorted(rng.choice(len(pack), size=min(count, len(pack)), replace=False).tolist())
-    try:
+    with contextlib.ExitStack() as stack:
+        stores = {}
+        for path in store_paths:
+            store = stack.enter_context(Store(path, pack.manifest_sha256))
+            stores[store.attrs["stage"]] = store
         sheet = render(pack, stores, indices)
-    finally:
-        for s in stores.values():
-            s.close()
     ok, png = cv2.imencode(".png", np.ascontiguousarray(sheet[..., ::-1]))
     if not ok:
         raise ValueError(f"{out}: could not encode the contact sheet")

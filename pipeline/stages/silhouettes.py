@@ -15,7 +15,21 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .backends import Backend, GroundTruthBackend, Item, load_checkpoint, load_state_strictly, register, resolve_device
+from .backends import (
+    AT_LEAST_1,
+    DEVICE,
+    FRACTION,
+    UNIT,
+    Backend,
+    GroundTruthBackend,
+    Item,
+    OneOf,
+    Range,
+    load_state_strictly,
+    load_weights,
+    register,
+    resolve_device,
+)
 from .keypoints import SKELETON
 from .store import decode_png, encode_png
 
@@ -45,6 +59,8 @@ def limb_seeds(shape: tuple[int, int], keypoints: np.ndarray, min_score: float, 
 class GrabCut(Backend):
     stage, name = "silhouettes", "grabcut"
     defaults = {"iterations": 5, "margin": 0.05, "seed_keypoints": True, "min_score": 0.5, "limb_thickness": 0.04}
+    limits = {"iterations": AT_LEAST_1, "margin": Range(0, 0.5, high_open=True), "min_score": UNIT,
+              "limb_thickness": FRACTION}
     input_stages = optional_inputs = ("keypoints",)
 
     @property
@@ -61,14 +77,19 @@ class GrabCut(Backend):
         if self.params["seed_keypoints"] and kp is not None and kp["found"]:
             seeds = limb_seeds((h, w), kp["keypoints"], self.params["min_score"], self.params["limb_thickness"])
             mask[seeds > 0] = cv2.GC_FGD
+        if not (np.isin(mask, (cv2.GC_BGD, cv2.GC_PR_BGD)).any() and np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()):
+            # GrabCut models both classes from its initial mask and refuses one without either; a crop
+            # too small for a background margin (or seeded all over) has nothing to separate: not found
+            return record(np.zeros((h, w), np.uint8))
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         bgr = np.ascontiguousarray(image[..., ::-1])
-        try:
-            cv2.grabCut(bgr, mask, rect, bgd, fgd, self.params["iterations"], cv2.GC_INIT_WITH_MASK)
-        except cv2.error:
-            # GrabCut needs both classes present in its initial mask; a crop too small for that is not found
-            return record(np.zeros((h, w), np.uint8))
+        cv2.grabCut(bgr, mask, rect, bgd, fgd, self.params["iterations"], cv2.GC_INIT_WITH_MASK)
         return record(np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)))
+
+
+# the official checkpoints by model type (segment-anything's README); `tiny` is ccreid's, for tests
+SAM_FILES = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
+SAM_TYPES = (*SAM_FILES, "tiny")
 
 
 def sam_architecture(model_type: str):
@@ -81,7 +102,7 @@ def sam_architecture(model_type: str):
     if model_type in ("vit_b", "vit_l", "vit_h"):
         return sam_model_registry[model_type](checkpoint=None)
     if model_type != "tiny":
-        raise InputError(f"SAM model_type must be vit_b, vit_l, vit_h or tiny, got {model_type!r}")
+        raise InputError(f"SAM model_type must be one of {', '.join(SAM_TYPES)}, got {model_type!r}")
     dim, size = 32, 256
     return Sam(
         image_encoder=ImageEncoderViT(img_size=size, patch_size=16, embed_dim=64, depth=2, num_heads=2, out_chans=dim,
@@ -95,8 +116,14 @@ def sam_architecture(model_type: str):
 
 
 def load_sam(model_type: str, path: str, device):
-    model = sam_architecture(model_type)
-    load_state_strictly(model, load_checkpoint(path), path, f"a SAM {model_type} checkpoint (is model_type right?)")
+    if model_type in SAM_FILES:
+        hint = (f"Get it from https://dl.fbaipublicfiles.com/segment_anything/{SAM_FILES[model_type]} "
+                f"(segment-anything's README).")
+    else:
+        hint = "SAM 'tiny' is ccreid's test configuration: no checkpoint is released for it."
+    state = load_weights(SegmentAnything, path, f"a SAM {model_type} checkpoint", hint)  # before building the network
+    model = load_state_strictly(sam_architecture(model_type), state, path,
+                                f"a SAM {model_type} checkpoint (is model_type right?)", hint)
     return model.to(device).eval()
 
 
@@ -104,7 +131,9 @@ def load_sam(model_type: str, path: str, device):
 class SegmentAnything(Backend):
     stage, name = "silhouettes", "sam"
     defaults = {"model_type": "vit_b", "min_score": 0.5, "device": "auto"}
+    limits = {"model_type": OneOf(SAM_TYPES), "min_score": UNIT, "device": DEVICE}
     needs_file = True  # sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth or sam_vit_h_4b8939.pth
+    weights_source = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
     input_stages = optional_inputs = ("keypoints",)
 
     def __init__(self, params=None, model_file=None):
@@ -138,6 +167,7 @@ class SegmentAnything(Backend):
 class MediaPipeSegmentation(Backend):
     stage, name = "silhouettes", "mediapipe"
     defaults = {"model_selection": 0, "threshold": 0.5}
+    limits = {"model_selection": OneOf((0, 1)), "threshold": UNIT}
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)

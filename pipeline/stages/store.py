@@ -8,20 +8,26 @@ Each record field is either a fixed-shape array per image (keypoints: 17×3 floa
 byte string (`*_png`: a PNG-encoded map, since images keep their own sizes).
 
 Attributes: stage, backend, backend_version, params (JSON), weights_sha256, manifest_sha256, created,
-num_images, found_rate. A store whose manifest_sha256 differs from the image pack's is refused.
+num_images, found_rate. A store whose manifest_sha256 differs from the image pack's is refused, and so is a
+file that is not a merged store (an unmerged shard, an image pack) or cannot be opened (truncated).
+
+Shards and stores are written through `new_h5`: under a temporary name until complete, and a full disk is
+an OSError naming the output (the CLI's one-line error), never a crash or a half-written file.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import h5py
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import InputError, MissingInputError
+from ..errors import InputError
+from ..h5 import new_h5, open_h5
 
 VLEN_SUFFIX = "_png"
 
@@ -52,11 +58,12 @@ def decode_rgb(data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(decode_png(data)[..., ::-1])
 
 
-def _create(f: h5py.File, name: str, values: list) -> None:
+def _create(f: h5py.File, name: str, values: list, check: Callable[[], None]) -> None:
     if name.endswith(VLEN_SUFFIX):
         ds = f.create_dataset(name, (len(values),), dtype=h5py.vlen_dtype(np.uint8))
         for i, v in enumerate(values):
             ds[i] = v
+            check()
     else:
         f.create_dataset(name, data=np.stack(values) if values else np.zeros((0,)))
 
@@ -68,29 +75,57 @@ def write_shard(path: str | Path, indices: np.ndarray, records: list[dict], attr
     fields = sorted(records[0]) if records else []
     if records and "found" not in fields:
         raise ValueError("a stage record must say whether the image was found (field 'found')")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with new_h5(path) as (f, check):
         f.create_dataset("index", data=np.asarray(indices, np.int64))
         for name in fields:
-            _create(f, name, [r[name] for r in records])
+            _create(f, name, [r[name] for r in records], check)
         f.attrs.update({k: v for k, v in attrs.items()})
         f.attrs["fields"] = json.dumps(fields)
 
 
+SHARD_REBUILD = "delete it and rerun that shard (the workflow's stage_shard rule, or python -m pipeline.stages run)"
+# a shard's attributes that must agree across the shards of one store
+SHARD_IDENTITY = ("stage", "backend", "params", "inputs", "weights_sha256", "fields")
+
+
+def _open_shard(path: str | Path) -> h5py.File:
+    f = open_h5(path, "stage shard", SHARD_REBUILD)
+    if "index" in f and "fields" in f.attrs and "stage" in f.attrs and "num_images" not in f.attrs:
+        return f
+    kind = _describe(f)
+    f.close()
+    raise InputError(f"{path}: {kind}, not a shard (merge joins the files `python -m pipeline.stages run` writes)")
+
+
 def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_sha256: str) -> dict:
     """Join shard files into one store aligned to the manifest; returns its summary."""
-    opened = [h5py.File(s, "r") for s in shards]
-    try:
+    if not shards:
+        raise InputError("merge needs at least one shard")
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(_open_shard(s)) for s in shards]
         seen = np.zeros(num_images, np.int64)
+        # a shard of no images (more shards than images) records no fields
+        first = next((f for f in opened if len(f["index"])), opened[0])
         for f, s in zip(opened, shards):
             if f.attrs.get("manifest_sha256") != manifest_sha256:
                 raise InputError(f"{s}: shard of another image pack (manifest {f.attrs.get('manifest_sha256')}); rerun it")
-            np.add.at(seen, f["index"][:], 1)
+            identity = SHARD_IDENTITY if len(f["index"]) else [k for k in SHARD_IDENTITY if k != "fields"]
+            differ = [k for k in identity if f.attrs.get(k) != first.attrs.get(k)]
+            if differ:
+                raise InputError(f"{s} and {first.filename}: shards of different runs (their {', '.join(differ)} differ: "
+                                 f"{f.attrs.get(differ[0])!r} vs {first.attrs.get(differ[0])!r}); rerun the stale one")
+            index = f["index"][:]
+            if len(index) and (index.min() < 0 or index.max() >= num_images):
+                raise InputError(f"{s}: rows for images up to {index.max()}, but the image pack has {num_images}; "
+                                 f"rerun it")
+            if len(index) and not np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+                raise InputError(f"{s}: its rows are not one contiguous block of images, as `run` writes them; rerun it")
+            np.add.at(seen, index, 1)
         if (seen != 1).any():
             bad = int(np.flatnonzero(seen != 1)[0])
             raise InputError(f"shards {[str(s) for s in shards]} cover image {bad} {seen[bad]} times, not once")
-        first = opened[0]
         fields = json.loads(first.attrs["fields"])
-        with atomic_path(out) as tmp, h5py.File(tmp, "w") as g:
+        with new_h5(out) as (g, check):
             for name in fields:
                 src = first[name]
                 if name.endswith(VLEN_SUFFIX):
@@ -99,11 +134,18 @@ def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_s
                     dst = g.create_dataset(name, (num_images, *src.shape[1:]), dtype=src.dtype)
                 for f in opened:
                     index = f["index"][:]
+                    if not len(index):
+                        continue
+                    rows = f[name]
                     if name.endswith(VLEN_SUFFIX):
                         for j, i in enumerate(index):  # h5py cannot scatter vlen rows in one call
-                            dst[i] = f[name][j]
-                    elif len(index):
-                        dst[index.min(): index.max() + 1] = f[name][:]  # shards are contiguous blocks
+                            dst[i] = rows[j]
+                            check()
+                    else:
+                        dst[index[0]: index[0] + len(index)] = rows[:]  # shards are contiguous blocks
+                        check()
+            if "found" not in g:  # no images at all
+                g.create_dataset("found", data=np.zeros(0, bool))
             found = g["found"][:]
             attrs = {k: v for k, v in first.attrs.items() if k not in ("fields",)}
             attrs.update(fields=json.dumps(fields), num_images=num_images, found_rate=float(found.mean()) if num_images else 0.0,
@@ -111,9 +153,22 @@ def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_s
             g.attrs.update(attrs)
         return {"stage": attrs["stage"], "backend": attrs["backend"], "images": num_images,
                 "found": int(found.sum()), "found_rate": attrs["found_rate"]}
-    finally:
-        for f in opened:
-            f.close()
+
+
+def _describe(f: h5py.File) -> str:
+    """What an HDF5 file that is not the kind expected holds, for error messages."""
+    attrs = f.attrs
+    if "index" in f and "stage" in attrs and "num_images" not in attrs:
+        return f"an unmerged shard of {attrs['stage']}/{attrs.get('backend')}"
+    if "num_images" in attrs and "stage" in attrs:
+        return f"a merged {attrs['stage']}/{attrs.get('backend')} store"
+    if "encoded" in f and "manifest_sha256" in attrs:
+        return "an image pack"
+    return f"an HDF5 file of something else (datasets {sorted(f)[:5]}, attributes {sorted(attrs)[:5]})"
+
+
+def store_rebuild(path: str | Path) -> str:
+    return f"rebuild it with `snakemake --force {path}` (or python -m pipeline.stages run, then merge)"
 
 
 class Store:
@@ -121,11 +176,17 @@ class Store:
 
     def __init__(self, path: str | Path, manifest_sha256: str | None = None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise MissingInputError(f"{self.path}: store missing; build it with the workflow's stage rule")
-        self.file = h5py.File(self.path, "r")
+        self.file = open_h5(self.path, "stage store", store_rebuild(self.path))
         self.attrs = dict(self.file.attrs)
+        if not {"stage", "backend", "fields", "num_images"} <= set(self.attrs) or "found" not in self.file:
+            kind = _describe(self.file)
+            self.file.close()
+            if kind.startswith("an unmerged shard"):
+                raise InputError(f"{self.path} is {kind}; merge it with `python -m pipeline.stages merge` (the "
+                                 f"workflow's stage_merge rule) and give the merged store")
+            raise InputError(f"{self.path}: {kind}, not a stage store (data/derived/<dataset>/<stage>/<backend>.h5)")
         if manifest_sha256 is not None and self.attrs.get("manifest_sha256") != manifest_sha256:
+            self.file.close()
             raise InputError(f"{self.path}: computed for image pack {str(self.attrs.get('manifest_sha256'))[:16]}…, "
                              f"but images.h5 is now {manifest_sha256[:16]}…; rerun the {self.attrs.get('stage')} stage")
         self.params = json.loads(self.attrs.get("params", "{}"))
