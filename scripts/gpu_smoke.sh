@@ -19,8 +19,12 @@ for amp in false true; do
     $PY -m trainer.evaluate --model "$W/amp_$amp/model.pt" --lists "$W/lists" --images "$W/images.h5" \
         --out "$W/amp_$amp/metrics.json" --device cuda | tail -2
 done
-echo "rerun of the AMP run (must resume, not retrain):"
-train --set amp=true --set epochs=3 --out "$W/amp_true" | grep -i resum
+echo "an AMP run killed after its first checkpoint, then rerun (must resume, not retrain):"
+train --set amp=true --set epochs=40 --out "$W/killed" > "$W/killed.log" 2>&1 &
+pid=$!
+until compgen -G "$W/killed/checkpoints/*/last.pt" > /dev/null; do sleep 0.1; done
+kill -9 $pid; wait $pid || true
+train --set amp=true --set epochs=40 --out "$W/killed" | grep -i resum
 echo "DDP under torchrun with nccl, one rank:"
 $PY -m torch.distributed.run --nproc_per_node 1 -m trainer.train --method-config config/methods/cal.yaml --scale tiny \
     --lists "$W/lists" --images "$W/images.h5" --out "$W/ddp" --device cuda | tail -1

@@ -139,3 +139,15 @@ def test_cal_refuses_a_dataset_without_clothes_labels():
         build_method(tiny_cal(), 3, None, CPU)
     cfg = load_method_config(REPO / "config/methods/baseline.yaml", "tiny")
     assert build_method(cfg, 3, None, CPU).feature_net() is not None  # the baseline needs none
+
+
+def test_a_broken_pretrained_file_is_named(tmp_path):
+    from trainer.models import build_backbone
+
+    bad = tmp_path / "resnet18.pth"
+    bad.write_bytes(b"<html>Not Found</html>")
+    with pytest.raises(ValueError, match=r"resnet18.pth: resnet18 ImageNet weights \(model.pretrained\) cannot be read"):
+        build_backbone("resnet18", str(bad))
+    torch.save(torch.zeros(3), bad)
+    with pytest.raises(ValueError, match="holds a Tensor, not a state dict"):
+        build_backbone("resnet18", str(bad))

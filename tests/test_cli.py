@@ -1,0 +1,34 @@
+"""The command-line contract: a user's mistake is one line and exit 2; a bug keeps its traceback."""
+import errno
+
+import pytest
+
+from pipeline.cli import reports_user_errors
+from pipeline.errors import InputError, MissingInputError
+
+
+def cli(exc):
+    @reports_user_errors
+    def main():
+        raise exc
+    return main
+
+
+@pytest.mark.parametrize("exc, line", [
+    (InputError("list.txt:3: bad line"), "error: list.txt:3: bad line"),
+    (MissingInputError("weights.pth: missing"), "error: weights.pth: missing"),
+    (OSError(errno.ENOSPC, "No space left on device", "out.h5"), "error: out.h5: No space left on device"),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.yaml"), "error: x.yaml: No such file or directory"),
+])
+def test_user_errors_are_one_line_with_exit_2(exc, line, capsys):
+    assert cli(exc)() == 2
+    err = capsys.readouterr().err
+    assert err.strip() == line
+
+
+@pytest.mark.parametrize("exc", [ValueError("a bug's message"), KeyError("config"), TypeError("bad call"),
+                                 OSError("an error with neither file nor errno")])
+def test_anything_else_is_a_bug_and_keeps_its_traceback(exc, capsys):
+    with pytest.raises(type(exc)):
+        cli(exc)()
+    assert "error:" not in capsys.readouterr().err
