@@ -20,7 +20,9 @@ for amp in false true; do
         --out "$W/amp_$amp/metrics.json" --device cuda | tail -2
 done
 echo "an AMP run killed after its first checkpoint, then rerun (must resume, not retrain):"
-train --set amp=true --set epochs=40 --out "$W/killed" > "$W/killed.log" 2>&1 &
+# the trainer itself in the background (not the train function, whose subshell would be killed instead)
+$PY -m trainer.train --method-config config/methods/cal.yaml --scale tiny --lists "$W/lists" --images "$W/images.h5" \
+    --device cuda --set amp=true --set epochs=40 --out "$W/killed" > "$W/killed.log" 2>&1 &
 pid=$!
 until compgen -G "$W/killed/checkpoints/*/last.pt" > /dev/null; do sleep 0.1; done
 kill -9 $pid; wait $pid || true
