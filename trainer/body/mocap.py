@@ -33,19 +33,38 @@ def _sequence_files(path: Path) -> list[Path]:
     return [path]
 
 
+def _open_npz(f: Path):
+    # numpy reports a pickle, or an .npy under an .npz name, without naming the file
+    try:
+        z = np.load(f)
+    except ValueError as e:
+        raise InputError(f"{f}: not an .npz of numeric arrays ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise InputError(f"{f}: holds a single array, not an AMASS-style .npz (needs 'poses' and 'betas')")
+    return z
+
+
+def _member(f: Path, z, key: str) -> np.ndarray:
+    # object arrays are refused (they would unpickle code from the file); numpy's message names neither file nor key
+    try:
+        return z[key]
+    except ValueError as e:
+        raise InputError(f"{f}: {key!r} cannot be read ({e}); AMASS files hold plain numeric arrays") from None
+
+
 def load_mocap(path: str | Path, num_betas: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(poses N×24×3 axis-angle, betas N×num_betas), one row per frame, from a file or a folder of files."""
     poses, betas = [], []
     for f in _sequence_files(Path(path)):
-        with np.load(f) as z:
+        with _open_npz(f) as z:
             if "poses" not in z or "betas" not in z:
                 raise InputError(f"{f}: not an AMASS-style file (needs 'poses' and 'betas'; has {', '.join(z.files)})")
-            p = z["poses"].astype(np.float32)
+            p = _member(f, z, "poses").astype(np.float32)
             if p.ndim != 2 or p.shape[1] not in (72, 156):
                 raise InputError(f"{f}: poses has shape {p.shape}; expected frames×156 (SMPL-H) or frames×72 (SMPL)")
             p = p.reshape(len(p), -1, 3)
             poses.append(p[:, SMPLH_TO_SMPL] if p.shape[1] == 52 else p)
-            b = np.asarray(z["betas"], np.float32)
+            b = np.asarray(_member(f, z, "betas"), np.float32)
             b = np.broadcast_to(b[..., :num_betas], (len(p), num_betas)) if b.ndim == 1 else b[:, :num_betas]
             betas.append(b)
     return np.concatenate(poses), np.concatenate(betas)

@@ -6,17 +6,18 @@ argument, and the paper adds δ to the rest pose T(β, θ, δ) while the joints 
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 from smplx import SMPL
 from smplx.lbs import batch_rigid_transform, blend_shapes, vertices2joints
+from smplx.utils import Struct
 from torch import nn
 
 from pipeline.errors import InputError, MissingInputError
 
+from .safe_pickle import load_pickle
 from .standin import FACE_LANDMARKS
 
 # COCO-17 (reference.md §5.5 order) from SMPL: face landmarks are vertices, the rest SMPL joints.
@@ -32,17 +33,15 @@ SMPL_SOURCE = "https://smpl.is.tue.mpg.de (SMPL for Python, v1.1.0: SMPL_NEUTRAL
 
 
 def check_model_file(path: str | Path) -> dict:
-    """Open an SMPL-format pickle and check its keys and shapes; errors name the file and the problem."""
+    """Open an SMPL-format pickle (allow-listed: it runs no code from the file) and check its keys and
+    shapes; errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path}: body model missing. Get SMPL from {SMPL_SOURCE}, or build the stand-in "
                                 f"with `python -m trainer.body standin --out {path}`")
-    try:
-        with path.open("rb") as fh:
-            data = pickle.load(fh, encoding="latin1")
-    except ModuleNotFoundError as e:
-        raise InputError(f"{path}: holds {e.name} objects (an official SMPL pickle with chumpy arrays); convert it once "
-                         f"with `python -m trainer.body convert-smpl {path} OUT.pkl`") from None
+    data = load_pickle(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not an SMPL model file (holds a {type(data).__name__}, not a dict)")
     for key, shape in SMPL_KEYS.items():
         if key not in data:
             raise InputError(f"{path}: not an SMPL model file (no {key!r}; keys: {', '.join(sorted(data))})")
@@ -59,10 +58,15 @@ class BodyModel(nn.Module):
         super().__init__()
         data = check_model_file(path)
         self.is_standin = "standin" in data
-        smpl = SMPL(model_path=str(path), num_betas=num_betas, batch_size=1)
+        # data_struct: smplx would otherwise unpickle the file itself, unrestricted
+        smpl = SMPL(model_path=str(path), data_struct=Struct(**data), num_betas=num_betas, batch_size=1)
         for name in ("v_template", "shapedirs", "posedirs", "J_regressor", "lbs_weights", "parents"):
             self.register_buffer(name, getattr(smpl, name).clone())
         self.register_buffer("faces", torch.as_tensor(smpl.faces.astype(np.int64)))
+        edges = torch.cat([self.faces[:, [0, 1]], self.faces[:, [1, 2]], self.faces[:, [2, 0]]]).sort(1).values
+        self.register_buffer("edges", torch.unique(edges, dim=0))  # E×2, each undirected edge once
+        degree = torch.bincount(self.edges.flatten(), minlength=self.v_template.shape[0]).clamp(min=1)
+        self.register_buffer("degree", degree.to(self.v_template.dtype))
         self.num_betas = num_betas
         self.coco_joint = torch.tensor([COCO_FROM_SMPL_JOINT.get(i, -1) for i in range(17)])
         self.coco_vertex = torch.tensor([COCO_FROM_VERTEX.get(i, -1) for i in range(17)])
@@ -75,7 +79,7 @@ class BodyModel(nn.Module):
         """betas B×10, rotmats B×24×3×3 (joint 0 = global orientation), displacement B×V×3 or None.
         Returns (vertices B×V×3, joints B×24×3, coco B×17×3)."""
         b = betas.shape[0]
-        v_shaped = self.v_template + blend_shapes(betas, self.shapedirs)
+        v_shaped = self.rest_shape(betas)
         joints = vertices2joints(self.J_regressor, v_shaped)  # J(β): the skeleton ignores δ
         if displacement is not None:
             v_shaped = v_shaped + displacement
@@ -88,6 +92,20 @@ class BodyModel(nn.Module):
         coco = torch.where((self.coco_vertex >= 0).to(vertices.device)[None, :, None],
                            vertices[:, self.coco_vertex.clamp(min=0)], posed_joints[:, self.coco_joint.clamp(min=0)])
         return vertices, posed_joints, coco
+
+    def laplacian(self, x: torch.Tensor) -> torch.Tensor:
+        """Uniform mesh Laplacian of per-vertex values x (B×V×C): x_v minus the mean over v's neighbours."""
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        neighbour_sum = torch.zeros_like(x).index_add(1, i, x[:, j]).index_add(1, j, x[:, i])
+        return x - neighbour_sum / self.degree[:, None]
+
+    def edge_lengths(self, vertices: torch.Tensor) -> torch.Tensor:
+        """B×V×3 -> B×E lengths of the mesh edges."""
+        return (vertices[:, self.edges[:, 0]] - vertices[:, self.edges[:, 1]]).norm(dim=-1)
+
+    def rest_shape(self, betas: torch.Tensor) -> torch.Tensor:
+        """T(β) without pose or displacement: the template the displacements are added to."""
+        return self.v_template + blend_shapes(betas, self.shapedirs)
 
     def vertex_parts(self, num_parts: int) -> list[torch.Tensor]:
         """Vertex ids of `num_parts` horizontal bands of the template, top to bottom (MGS parts, matched

@@ -66,13 +66,15 @@ def _window_size(extent: torch.Tensor) -> torch.Tensor:
 
 
 def soft_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: int, width: int, sigma: float = 0.25,
-                     closed: bool = True, max_elements: int = 1 << 20) -> torch.Tensor:
+                     max_elements: int = 1 << 20) -> torch.Tensor:
     """xy: B×V×2 vertex positions in pixels (u right, v down; pixel (r, c) has its centre at (c+.5, r+.5)),
     faces F×3 -> B×H×W soft silhouettes in [0, 1]. sigma: the edge softness in pixels².
 
-    closed: the mesh is a closed surface (SMPL and the stand-in are), so the faces of one screen winding
-    already cover its whole silhouette — any line of sight through the body crosses the surface both
-    ways — and the other half is skipped. Use closed=False for open meshes.
+    Every face counts, whatever its screen winding, as in SoftRas. Rasterising only one winding of a
+    closed mesh covers the same hard silhouette but not the same soft one: a pixel centre on an edge
+    shared by two faces gets 1 − ½·½ = 0.75 from them, and only the faces behind (the other winding)
+    fill such seams in — with one winding, a third of the body's interior pixels stayed below 0.99 at
+    128×64 (tests/test_body.py measures it).
     """
     b = xy.shape[0]
     tri = xy[:, faces]  # B×F×3×2
@@ -80,9 +82,6 @@ def soft_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: int, width: 
     lo = torch.floor(tri.detach().amin(2) - margin - 0.5)
     hi = torch.ceil(tri.detach().amax(2) + margin - 0.5)
     keep = (hi[..., 0] >= 0) & (lo[..., 0] < width) & (hi[..., 1] >= 0) & (lo[..., 1] < height)
-    if closed:
-        e1, e2 = (tri[:, :, 1] - tri[:, :, 0]).detach(), (tri[:, :, 2] - tri[:, :, 0]).detach()
-        keep &= e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0] <= 0
     lo = lo.clamp(min=-1)
     size = _window_size((hi - lo + 1).amax(-1).clamp(min=1, max=max(height, width) + 2))
     acc = xy.new_zeros(b * height * width)
@@ -102,9 +101,12 @@ def soft_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: int, width: 
 def neural_renderer_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The same silhouettes through neural_renderer (CUDA only; reference.md §5.4).
 
-    nr renders square images in 'projection' mode: [u, v] = K·[x/z, y/z, 1], then v -> orig − v. Screen
-    vertices are passed as (u, orig − v, 1) with K = I, R = I, t = 0 on a square canvas of side
-    max(H, W) centred on the image, which is cropped back to H×W.
+    nr renders square images in 'projection' mode: [u, v] = K·[x/z, y/z, 1], then v -> orig − v and
+    NDC (neural_renderer/projection.py); its rasteriser fills row i at NDC y = (2i + 1 − size)/size
+    and finally reverses the rows (rasterize.py, "transpose & vertical flip"). The two flips cancel:
+    a vertex given with pixel row v lands in output row v, so screen vertices go in unflipped as
+    (u, v, 1) with K = I, R = I, t = 0, on a square canvas of side max(H, W) centred on the image,
+    which is cropped back to H×W.
     """
     try:
         import neural_renderer as nr
@@ -114,7 +116,7 @@ def neural_renderer_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: i
     side = max(height, width)
     ox, oy = (side - width) / 2, (side - height) / 2
     b = xy.shape[0]
-    verts = torch.stack([xy[..., 0] + ox, side - (xy[..., 1] + oy), torch.ones_like(xy[..., 0])], -1)
+    verts = torch.stack([xy[..., 0] + ox, xy[..., 1] + oy, torch.ones_like(xy[..., 0])], -1)
     eye = torch.eye(3, device=xy.device).expand(b, 3, 3)
     renderer = nr.Renderer(image_size=side, orig_size=side, camera_mode="projection", K=eye, R=eye,
                            t=torch.zeros(b, 1, 3, device=xy.device), anti_aliasing=False)

@@ -3,8 +3,15 @@ shape branch regularised by ASSP — keypoint and silhouette reprojection of M(�
 discriminator on (θ, β) against real SMPL parameters.
 
 One step: the encoders, heads and classifiers take one Adam step on
-  Σ ID + Σ triplet (RGB: clothes-aware positives) + w_key·L_key + w_sil·L_sil + w_δ·‖δ‖₂ + w_adv·L_adv(E),
+  Σ ID + Σ triplet (RGB: clothes-aware positives) + w_key·L_key + w_sil·L_sil + w_δ·‖δ‖₂ + w_smooth·L_smooth
+  + w_adv·L_adv(E),
 then D takes one step on L_adv(D) with the step's parameters detached (the dev code's order).
+
+L_key and L_sil use the regressor's last iteration; L_adv(E) and L_adv(D) see the pose of every
+iteration (HMR's trainer.py: `e_loss_kp = loss_kps[-1]`, while the discriminator gets all stages'
+rotations and a real batch as large). L_smooth (ccreid's addition, not the paper's): the squared
+uniform-Laplacian of δ summed over vertices — eq. (5)'s ‖δ‖₂ bounds δ's total size but not single
+vertices, which L_sil and the face-vertex keypoints of L_key then pull into spikes.
 """
 from __future__ import annotations
 
@@ -49,6 +56,12 @@ def displacement_norm(delta: torch.Tensor) -> torch.Tensor:
     return (delta.pow(2).flatten(1).sum(1) + 1e-12).sqrt().mean()
 
 
+def displacement_smoothness(body: BodyModel, delta: torch.Tensor) -> torch.Tensor:
+    """Σ_v ‖(Lδ)_v‖² per mesh (m²), averaged over the batch; L the body mesh's uniform Laplacian. Zero for
+    any δ that moves a vertex with its neighbours (a constant δ), large for a vertex pulled away alone."""
+    return body.laplacian(delta).pow(2).sum((1, 2)).mean()
+
+
 def initial_pose6d(mean_pose: torch.Tensor) -> torch.Tensor:
     """The regressor's starting pose: the prior's mean per joint, root upright for the image frame."""
     aa = mean_pose.clone()
@@ -72,18 +85,21 @@ class ThreeDSL(Method):
         self.cfg, self.device = cfg, device
         self.body = BodyModel(resources["body_model"]).to(device)
         self.mocap = MocapSampler(resources["mocap"])
-        parts = self.body.vertex_parts(m["parts"]) if ab["mgs"] else []
+        parts = self.body.vertex_parts(m["parts"]) if ab["mgs"] and ab["shape"] else []
         self.net = ThreeDSLNet(num_pids, m["backbone"], m["pretrained"], m["feature_dim"], self.body.num_betas,
                                self.body.num_vertices, tuple(len(p) for p in parts),
                                initial_pose6d(self.mocap.mean_pose()), torch.tensor([0.9, 0.0, 0.0]),
-                               m["ief_iterations"], ab["rgb"], ab["shape"], cfg["test_feature"])
+                               m["ief_iterations"], ab["rgb"], ab["shape"], cfg["test_feature"],
+                               second_rgb=not ab["shape"])
         if parts:
             self.net.set_part_index(parts)
         self.net.to(device)
         self.feature_kwargs = {"num_pids": num_pids, "backbone": m["backbone"], "feature_dim": m["feature_dim"],
                                "num_betas": self.body.num_betas, "num_vertices": self.body.num_vertices,
                                "part_sizes": [len(p) for p in parts], "ief_iterations": m["ief_iterations"],
-                               "rgb": ab["rgb"], "shape": ab["shape"], "test_feature": cfg["test_feature"]}
+                               "rgb": ab["rgb"], "shape": ab["shape"], "test_feature": cfg["test_feature"],
+                               "second_rgb": not ab["shape"]}
+        self.parts = [p.to(device) for p in parts]
         self.train_net: nn.Module = self.net
         self.discriminator = Discriminator(num_betas=self.body.num_betas).to(device)
         self.id_loss = build_identity_loss(loss["id"])
@@ -91,6 +107,8 @@ class ThreeDSL(Method):
         self.clothes_aware = ab["sampling"] == "clothes"
         self.weights = {k: float(loss[k]["weight"]) * bool(ab.get(k, True)) for k in ("key", "sil", "adv")}
         self.weights["displacement"] = float(loss["displacement"]["weight"]) * bool(ab["sil"])
+        # δ enters L_key too (the face keypoints are vertices), so it is kept smooth whenever either is on
+        self.weights["smooth"] = float(loss["smooth"]["weight"]) * bool(ab["sil"] or ab["key"])
         self.weights["triplet"] = float(loss["triplet"]["weight"])
         o = cfg["optim"]
         slow = [p for name, p in self.net.named_parameters() if name.startswith(("e3d.", "e_pose.", "regressor."))]
@@ -155,7 +173,8 @@ class ThreeDSL(Method):
 
     def reid_losses(self, out: dict, pids, clothes, stats: dict) -> torch.Tensor:
         loss = 0.0
-        heads = ([("rgb", out["rgb"], self.clothes_aware)] if "rgb" in out else []) + \
+        # the baseline's second ResNet (rgb2) is trained as the first one is
+        heads = [(name, out[name], self.clothes_aware) for name in ("rgb", "rgb2") if name in out] + \
                 [(f"shape{i}", fl, False) for i, fl in enumerate(out.get("shape", []))]
         for name, (f, logits), clothes_aware in heads:
             f, logits = f.float(), logits.float()
@@ -184,11 +203,35 @@ class ThreeDSL(Method):
             loss = loss + w["sil"] * l_sil + w["displacement"] * l_delta
             stats.update(loss_sil=l_sil.item(), delta_norm=l_delta.item(),
                          sil_iou=silhouette_iou(rendered.detach(), cues["silhouette"]))
+        if w["smooth"]:
+            l_smooth = displacement_smoothness(self.body, delta)
+            loss = loss + w["smooth"] * l_smooth
+            stats["loss_smooth"] = l_smooth.item()
         if w["adv"]:
-            l_adv = lsgan_generator_loss(self.discriminator(rotmats[:, 1:], betas))
+            fake_rot, fake_betas = self.fake_parameters(out)
+            l_adv = lsgan_generator_loss(self.discriminator(fake_rot, fake_betas))
             loss = loss + w["adv"] * l_adv
             stats["loss_adv_e"] = l_adv.item()
+        stats.update(self.displacement_stats(betas.detach(), delta.detach()))
         return loss
+
+    def fake_parameters(self, out: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T·B)×23×3×3 non-root rotations of every regressor iteration and β repeated to match: D's fakes."""
+        rot = out["rotmats_iterations"].float()
+        return rot[:, :, 1:].flatten(0, 1), out["betas"].float().repeat(rot.shape[0], 1)
+
+    @torch.no_grad()
+    def displacement_stats(self, betas: torch.Tensor, delta: torch.Tensor) -> dict[str, float]:
+        """The batch's largest |δ| (metres) overall and per MGS part, and its largest edge stretch of the
+        rest shape (length with δ over length without): what a spike shows up in."""
+        size = delta.norm(dim=-1)
+        stats = {"delta_max": size.max().item()}
+        for i, idx in enumerate(self.parts):
+            stats[f"delta_max_part{i}"] = size[:, idx].max().item()
+        rest = self.body.rest_shape(betas)
+        ratio = self.body.edge_lengths(rest + delta) / self.body.edge_lengths(rest).clamp(min=1e-9)
+        stats["edge_stretch_max"] = ratio.max().item()
+        return stats
 
     def train_step(self, images, pids, camids, clothes, epoch: int, precision: Precision) -> dict[str, float]:
         stats: dict[str, float] = {}
@@ -202,14 +245,16 @@ class ThreeDSL(Method):
         precision.step(self.optimizer)
         precision.update()
         if self.weights["adv"] and "betas" in out:
-            stats["loss_d"] = self.discriminator_step(out["rotmats"].detach().float(), out["betas"].detach().float())
+            fake_rot, fake_betas = self.fake_parameters(out)
+            stats["loss_d"] = self.discriminator_step(fake_rot.detach(), fake_betas.detach())
         return stats
 
     def discriminator_step(self, fake_rotmats: torch.Tensor, fake_betas: torch.Tensor) -> float:
+        """fake_rotmats N×23×3×3 (non-root), fake_betas N×10; as many real samples as fakes (HMR)."""
         real_pose, real_betas = self.mocap.sample(fake_betas.shape[0])
         real_rot = axis_angle_to_rotmat(real_pose.to(self.device))[:, 1:]
         loss = lsgan_discriminator_loss(self.discriminator(real_rot, real_betas.to(self.device)),
-                                        self.discriminator(fake_rotmats[:, 1:], fake_betas))
+                                        self.discriminator(fake_rotmats, fake_betas))
         self.optimizer_d.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.discriminator.parameters())  # not DDP-wrapped: average by hand
@@ -239,7 +284,7 @@ def reconstruct_items(method: ThreeDSL, dataset: PackedImagesWithBodyCues, indic
     r, t = rendered > 0.5, cues["silhouette"] > 0.5
     ious = ((r & t).flatten(1).sum(1).float() / (r | t).flatten(1).sum(1).float().clamp(min=1)).cpu().numpy()
     return {"cues": cues, "vertices": vertices, "mesh_xy": method.project(vertices, cam),
-            "keypoints": method.project(coco, cam), "ious": ious}
+            "keypoints": method.project(coco, cam), "ious": ious, "rendered": rendered}
 
 
 def write_reconstruction_report(self: ThreeDSL, out_dir, dataset) -> dict:
@@ -249,9 +294,10 @@ def write_reconstruction_report(self: ThreeDSL, out_dir, dataset) -> dict:
     indices = np.linspace(0, len(dataset) - 1, n).astype(int)
     rec = reconstruct_items(self, dataset, indices)
     kind = "stand-in body model (not SMPL)" if self.body.is_standin else "SMPL"
-    path = reconstruction_sheet(Path(out_dir) / "reconstructions.png", rec["cues"]["image3d"], rec["vertices"],
-                                self.body.faces, rec["mesh_xy"], rec["keypoints"], rec["cues"]["keypoints"], rec["ious"],
-                                f"3DSL reconstructions ({kind}); green: detected keypoints, red: the mesh's")
+    cues = rec["cues"]
+    path = reconstruction_sheet(Path(out_dir) / "reconstructions.png", cues["image3d"], rec["vertices"], self.body.faces,
+                                rec["mesh_xy"], rec["keypoints"], cues["keypoints"], rec["ious"],
+                                f"3DSL reconstructions ({kind})", cues["silhouette"], rec["rendered"])
     return {"reconstructions": str(path), "reconstruction_iou": float(rec["ious"].mean()),
             "body_model": kind}
 

@@ -11,6 +11,10 @@ HMR discriminator D.
 - E_rgb: a full ResNet (last stride 1) + GAP.
 Every ReID feature (F_rgb, F_global, each F_part^i) has a BN neck and a classifier. The test feature
 concatenates the L2-normalised RGB and shape features (or one of them: Table 4's † rows).
+
+Without the shape branch (`second_rgb`), the network is the paper's *Baseline* (§4.3, Table 4's first
+row): two plain ResNets, each with its own BN neck, classifier and losses and no shared parameter (so
+training them in one run is training them separately), their features concatenated at test time.
 """
 from __future__ import annotations
 
@@ -60,7 +64,8 @@ def _displacement_fc(dim: int, vertices: int) -> nn.Linear:
 
 
 class PoseRegressor(nn.Module):
-    """HMR's iterative error feedback: [feature, θ, ψ] -> FC1024 -> FC1024 -> Δθ, Δψ, three times."""
+    """HMR's iterative error feedback: [feature, θ, ψ] -> FC1024 -> FC1024 -> Δθ, Δψ, three times.
+    Returns every iteration's (rotation matrices T×B×24×3×3, camera T×B×3): HMR's discriminator sees them all."""
 
     def __init__(self, channels: int, init_pose6d: torch.Tensor, init_cam: torch.Tensor, iterations: int = 3):
         super().__init__()
@@ -78,10 +83,13 @@ class PoseRegressor(nn.Module):
     def forward(self, feature):
         b = feature.shape[0]
         pose, cam = self.init_pose6d.expand(b, -1), self.init_cam.expand(b, -1)
+        poses, cams = [], []
         for _ in range(self.iterations):
             x = self.fc(torch.cat([feature, pose, cam], 1))
             pose, cam = pose + self.dec_pose(x), cam + self.dec_cam(x)
-        return rot6d_to_rotmat(pose).view(b, -1, 3, 3), cam
+            poses.append(pose)
+            cams.append(cam)
+        return rot6d_to_rotmat(torch.stack(poses)).view(self.iterations, b, -1, 3, 3), torch.stack(cams)
 
 
 class MultiGranularityShape(nn.Module):
@@ -137,17 +145,25 @@ class ThreeDSLNet(nn.Module):
     def __init__(self, num_pids: int, backbone: str = "resnet50", pretrained: str = "none", feature_dim: int = 256,
                  num_betas: int = 10, num_vertices: int = 6890, part_sizes: tuple[int, ...] = (),
                  init_pose6d: torch.Tensor | None = None, init_cam: torch.Tensor | None = None,
-                 ief_iterations: int = 3, rgb: bool = True, shape: bool = True, test_feature: str = "concat"):
+                 ief_iterations: int = 3, rgb: bool = True, shape: bool = True, test_feature: str = "concat",
+                 second_rgb: bool = False):
         super().__init__()
         if not (rgb or shape):
             raise InputError("3DSL needs at least one branch: ablation.rgb and ablation.shape are both false")
-        if test_feature not in TEST_FEATURES or (test_feature != "shape" and not rgb) or (test_feature != "rgb" and not shape):
+        if second_rgb and (shape or not rgb):
+            raise InputError("the two-ResNet baseline (second_rgb) replaces the shape branch: "
+                             "it needs rgb and no shape")
+        if test_feature not in TEST_FEATURES or (test_feature != "shape" and not rgb) or \
+                (test_feature == "shape" and not shape) or (test_feature == "concat" and not (shape or second_rgb)):
             raise InputError(f"test_feature {test_feature!r} does not fit the branches (rgb={rgb}, shape={shape}); "
                              f"supported: {', '.join(TEST_FEATURES)}")
-        self.test_feature, self.has_rgb, self.has_shape = test_feature, rgb, shape
+        self.test_feature, self.has_rgb, self.has_shape, self.has_rgb2 = test_feature, rgb, shape, second_rgb
         if rgb:
             self.rgb = FeatureNet(backbone, pretrained, 1, "avg")
             self.rgb_head = LinearClassifier(self.rgb.dim, num_pids)
+        if second_rgb:
+            self.rgb2 = FeatureNet(backbone, pretrained, 1, "avg")
+            self.rgb2_head = LinearClassifier(self.rgb2.dim, num_pids)
         if shape:
             net = build_resnet(backbone, pretrained, last_stride=2)
             self.e3d = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2)
@@ -180,19 +196,25 @@ class ThreeDSLNet(nn.Module):
         if self.has_rgb:
             f = self.rgb(x)
             out["rgb"] = (f, self.rgb_head(f))
+        if self.has_rgb2:
+            f = self.rgb2(x)
+            out["rgb2"] = (f, self.rgb2_head(f))
         if self.has_shape:
             shared = self.e3d(image3d)
             feats, betas, delta = self.mgs(self.e_shape(shared))
             out["shape"] = [head(f) for head, f in zip(self.shape_heads, feats)]
-            rotmats, cam = self.regressor(F.adaptive_avg_pool2d(self.e_pose(shared), 1).flatten(1))
-            out.update(betas=betas, displacement=delta, rotmats=rotmats, cam=cam)
+            rotmats, cams = self.regressor(F.adaptive_avg_pool2d(self.e_pose(shared), 1).flatten(1))
+            # the projections use the last iteration (HMR's e_loss_kp); the discriminator all of them
+            out.update(betas=betas, displacement=delta, rotmats=rotmats[-1], cam=cams[-1], rotmats_iterations=rotmats)
         return out
 
     def feature(self, x):
         parts = []
         if self.test_feature in ("concat", "rgb"):
             parts.append(F.normalize(self.rgb(x), dim=1))
-        if self.test_feature in ("concat", "shape"):
+        if self.test_feature == "concat" and self.has_rgb2:
+            parts.append(F.normalize(self.rgb2(x), dim=1))
+        if self.test_feature in ("concat", "shape") and self.has_shape:
             feats = self.mgs.features(self._shape_map(x))
             shape = torch.cat([head.bn(f) for head, f in zip(self.shape_heads, feats)], 1)
             parts.append(F.normalize(shape, dim=1))
@@ -203,8 +225,8 @@ class ThreeDSLNet(nn.Module):
         """(β, δ, rotmats, ψ) for images, in eval mode (the picture and the reconstruction checks)."""
         shared = self.e3d(image3d)
         _, betas, delta = self.mgs(self.e_shape(shared))
-        rotmats, cam = self.regressor(F.adaptive_avg_pool2d(self.e_pose(shared), 1).flatten(1))
-        return betas, delta, rotmats, cam
+        rotmats, cams = self.regressor(F.adaptive_avg_pool2d(self.e_pose(shared), 1).flatten(1))
+        return betas, delta, rotmats[-1], cams[-1]
 
 
 class Discriminator(nn.Module):
