@@ -21,16 +21,20 @@ class Killed(Exception):
     """Stands for the process being killed right after a checkpoint was written."""
 
 
-def _interrupt_after_first_checkpoint(monkeypatch):
+def train_until_killed(monkeypatch, c, lists, images, out):
+    """Train, killed right after the first checkpoint: written, but not the history line of that epoch."""
     import trainer.engine as E
 
     original = E.save_checkpoint
 
     def save_then_die(*args):
-        original(*args)  # the checkpoint is written; the history line of that epoch is not
+        original(*args)
         raise Killed
 
-    monkeypatch.setattr(E, "save_checkpoint", save_then_die)
+    with monkeypatch.context() as m:
+        m.setattr(E, "save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            train(c, lists, images, out)
 
 
 def _weights(model_path):
@@ -44,10 +48,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path
     lists, images = str(tiny_dataset["lists"]), str(tiny_dataset["images"])
     c = cfg("cal", "epochs=2", f"data.workers={workers}")
     straight = _weights(train(c, lists, images, tmp_path / "straight"))
-    with monkeypatch.context() as m:
-        _interrupt_after_first_checkpoint(m)
-        with pytest.raises(Killed):
-            train(c, lists, images, tmp_path / "resumed")
+    train_until_killed(monkeypatch, c, lists, images, tmp_path / "resumed")
     assert len(list((tmp_path / "resumed/checkpoints").glob("*/last.pt"))) == 1
     resumed = _weights(train(c, lists, images, tmp_path / "resumed"))
     differ = [k for k in straight if not torch.equal(straight[k], resumed[k])]
@@ -90,10 +91,7 @@ def test_a_finished_run_retrains_when_only_the_data_changed(tmp_path, tiny_datas
 def test_an_interrupted_run_over_other_data_is_discarded_not_resumed(tmp_path, tiny_dataset, monkeypatch, capsys):
     lists, images = str(tiny_dataset["lists"]), str(tiny_dataset["images"])
     c = cfg("baseline", "epochs=2")
-    with monkeypatch.context() as m:
-        _interrupt_after_first_checkpoint(m)
-        with pytest.raises(Killed):
-            train(c, lists, images, tmp_path / "run")
+    train_until_killed(monkeypatch, c, lists, images, tmp_path / "run")
     changed_images = _changed_copy(tiny_dataset, tmp_path / "changed")
     again = _weights(train(c, lists, changed_images, tmp_path / "run"))
     out = capsys.readouterr().out
@@ -154,10 +152,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path, tiny_dataset, monkeypatc
 
     lists, images = str(tiny_dataset["lists"]), str(tiny_dataset["images"])
     c = cfg("baseline", "epochs=2")
-    with monkeypatch.context() as m:
-        _interrupt_after_first_checkpoint(m)
-        with pytest.raises(Killed):
-            train(c, lists, images, tmp_path / "r")
+    train_until_killed(monkeypatch, c, lists, images, tmp_path / "r")
     ckpt = next((tmp_path / "r/checkpoints").glob("*/last.pt"))
     state = torch.load(ckpt, weights_only=True)
     state["run"] = dict(state["run"], lists="another digest")
@@ -303,10 +298,7 @@ def test_evaluate_names_a_checkpoint_or_foreign_file_given_as_model(tmp_path, ti
     from trainer.evaluate import main as evaluate_main
 
     lists, images = str(tiny_dataset["lists"]), str(tiny_dataset["images"])
-    with monkeypatch.context() as m:
-        _interrupt_after_first_checkpoint(m)
-        with pytest.raises(Killed):
-            train(cfg("baseline", "epochs=2"), lists, images, tmp_path / "r")
+    train_until_killed(monkeypatch, cfg("baseline", "epochs=2"), lists, images, tmp_path / "r")
     last = next((tmp_path / "r/checkpoints").glob("*/last.pt"))
     args = ["--lists", lists, "--images", images, "--out", str(tmp_path / "m.json")]
     assert evaluate_main(["--model", str(last), *args]) == 2
