@@ -126,6 +126,8 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
         torch.distributed.barrier()
     if D.rank() == 0:
         shutil.rmtree(ckpt.parent)  # model.pt holds the result; a finished run's checkpoint is never resumed
+        if not any(ckpt.parent.parent.iterdir()):
+            ckpt.parent.parent.rmdir()
     if D.is_distributed():
         torch.distributed.destroy_process_group()
     return model_path
