@@ -13,15 +13,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from pipeline.digest import file_sha256
 from pipeline.listfile import PROTOCOL_FILE, read_protocol
 
 STORE_ATTRS = ("stage", "backend", "backend_version", "params", "weights_sha256", "inputs", "manifest_sha256",
                "created", "num_images", "found_rate")
-
-
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def lists_digest(lists_dir: str | Path) -> str:

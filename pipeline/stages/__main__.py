@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import sys
 import time
@@ -26,15 +25,11 @@ from tqdm import tqdm
 
 from ..atomic import write_text
 from ..cli import reports_user_errors
+from ..digest import file_sha256
 from ..errors import InputError, MissingInputError
 from ..imagepack import ImagePack
 from .backends import Item, build, check_params, registered
 from .store import Store, merge, shard_indices, write_shard
-
-
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_model_file(path: str, expected_sha256: str | None) -> str:
