@@ -1,6 +1,6 @@
 """One-time conversion of an official SMPL pickle (chumpy arrays, Python 2 pickle) into plain numpy.
 
-chumpy does not import on Python 3.11 with numpy 2 (dependencies.md), so the allow-listing unpickler
+chumpy does not import on Python 3.11 with numpy 2, so the allow-listing unpickler
 (`safe_pickle`) replaces its classes by a recorder that keeps the pickled state; a chumpy array's value
 is its `x` entry. Nothing else outside the allow-list loads: the file cannot run code.
 """
