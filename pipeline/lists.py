@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .atomic import write_text
 from .cli import reports_user_errors
-from .datasets import REGISTRY, load
+from .datasets import FORMATS, load
 from .datasets.base import summary_table
 from .datasets.counts import compare_counts
 from .listfile import write_lists
@@ -20,7 +20,7 @@ from .listfile import write_lists
 @reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.lists", description=__doc__)
-    ap.add_argument("--format", required=True, choices=sorted(REGISTRY))
+    ap.add_argument("--format", required=True, choices=FORMATS.names())
     ap.add_argument("--root", required=True, help="dataset root as the adapter expects it")
     ap.add_argument("--out", required=True, help="directory for <split>.txt and protocol.json")
     ap.add_argument("--name", default=None, help="dataset name recorded in protocol.json (default: the format)")

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.datasets import LAYOUT_DIRS
+from pipeline.datasets import layout_dir
 from pipeline.imagepack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from pipeline.rawtree import tree_fingerprint
 from pipeline.stages.backends import STAGES, check_params
-from trainer.config import load_method_config
+from trainer.config import load_method_config, read_method_file
 
 
 def dataset_cfg(dataset):
@@ -26,7 +26,7 @@ def raw_input(wildcards):
     cfg = dataset_cfg(wildcards.dataset)
     if "synthetic" in cfg:
         return cfg["root"]
-    return str(Path(cfg["root"]) / LAYOUT_DIRS[cfg["format"]])
+    return str(Path(cfg["root"]) / layout_dir(cfg["format"]))
 
 
 def raw_fingerprint(wildcards):
@@ -39,26 +39,48 @@ def raw_fingerprint(wildcards):
     return tree_fingerprint(raw_input(wildcards))
 
 
+def method_file(method):
+    path = Path(f"config/methods/{method}.yaml")
+    if not path.is_file():
+        raise ValueError(f"method {method!r}: no {path}")
+    return path
+
+
+def method_spec(method):
+    """The method file with its `base` chain resolved (requires, body_model, files, ...)."""
+    return read_method_file(method_file(method))
+
+
+def method_files(wildcards):
+    """The method file and every file it inherits from: editing baseline.yaml reruns CAL's training too."""
+    return method_spec(wildcards.method)["files"]
+
+
 def method_scale(wildcards):
     """The dataset's method scale, after merging the method file, that scale and the configured overrides:
     an unknown scale, a misspelt key or a wrongly typed value stops the plan here, before lists and pack."""
     scale = dataset_cfg(wildcards.dataset).get("scale", "paper")
-    path = Path(f"config/methods/{wildcards.method}.yaml")
-    if not path.is_file():
-        raise ValueError(f"method {wildcards.method!r}: no {path}")
-    load_method_config(path, scale, config.get("overrides", {}).get(wildcards.method, []))
+    load_method_config(method_file(wildcards.method), scale, config.get("overrides", {}).get(wildcards.method, []))
     return scale
 
 
-def method_spec(method):
-    path = Path(f"config/methods/{method}.yaml")
-    if not path.is_file():
-        raise ValueError(f"method {method!r}: no {path}")
-    return yaml.safe_load(path.read_text())
-
-
 def method_requires(method):
-    return method_spec(method).get("requires", [])
+    return method_spec(method)["requires"]
+
+
+def check_configured_methods():
+    """Every configured method, at each scale it defines, with its configured overrides: a typo in a method
+    file or an override stops the workflow while it is read, whatever the target."""
+    for method in config.get("methods", []):
+        spec = method_spec(method)
+        for scale in ["paper", *spec["scales"]]:
+            load_method_config(method_file(method), scale, config.get("overrides", {}).get(method, []))
+    unknown = sorted(set(config.get("overrides", {})) - set(config.get("methods", [])))
+    if unknown:
+        raise ValueError(f"overrides for {unknown}, which are not among the configured methods {config.get('methods')}")
+
+
+check_configured_methods()
 
 
 STANDIN_DIR = "data/derived/body/standin"

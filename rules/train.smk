@@ -22,6 +22,7 @@ rule train:
         images=rules.pack.output[0],
         protocol=rules.lists.output.protocol,
         method_config="config/methods/{method}.yaml",
+        method_bases=method_files,  # the files it inherits from: a change there reruns this training too
     output:
         model="results/{dataset}/{method}/model.pt",
     params:

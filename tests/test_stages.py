@@ -61,7 +61,7 @@ def test_merge_aligns_rows_to_the_manifest_whatever_the_shard_order(tmp_path):
 def test_backend_parameters_are_checked():
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['iteration'\]"):
         build("silhouettes", "grabcut", {"iteration": 3})
-    with pytest.raises(ValueError, match="unknown keypoints backend 'openpose'; available: alphapose, groundtruth, mediapipe"):
+    with pytest.raises(ValueError, match="unknown keypoints backend 'openpose'; known: alphapose, groundtruth, mediapipe"):
         build("keypoints", "openpose")
 
 

@@ -101,7 +101,7 @@ def test_check_params_fills_defaults_converts_numbers_and_names_the_known_backen
     assert type(checked["margin"]) is float
     # a backend that needs weights is checked without them (nothing is built)
     assert check_params("silhouettes", "sam", {"model_type": "tiny", "device": "cuda:1"})["device"] == "cuda:1"
-    with pytest.raises(ValueError, match="unknown silhouettes backend 'grabcutt'; available: grabcut, groundtruth, "
+    with pytest.raises(ValueError, match="unknown silhouettes backend 'grabcutt'; known: grabcut, groundtruth, "
                                          "mediapipe, parsing, sam"):
         check_params("silhouettes", "grabcutt", {})
     with pytest.raises(ValueError, match="unknown stage 'silhouette'; stages: keypoints, silhouettes"):

@@ -20,11 +20,19 @@ from trainer.transforms import TrainTransform
 
 def test_clips_of_exactly_one_block():
     # L = 64 = seq_len·stride: four interleaved clips, every 4th frame from offsets 0..3
-    assert evaluation_clips(64) == [list(range(j, 64, 4)) for j in range(4)]
+    assert evaluation_clips(64, 16) == [list(range(j, 64, 4)) for j in range(4)]
+    # CCVID's own setting, seq_len 8: two blocks of 32 frames, four clips each
+    assert evaluation_clips(64) == [list(range(b + j, b + 32, 4)) for b in (0, 32) for j in range(4)]
+
+
+def test_ccvid_setting_with_a_loop_padded_tail():
+    clips = evaluation_clips(100)  # seq_len 8, stride 4: blocks of 32
+    assert clips[:12] == [list(range(b + j, b + 32, 4)) for b in (0, 32, 64) for j in range(4)]
+    assert clips[12] == [96, 97, 98, 99] * 2 and len(clips) == 13  # ceil(100 / 8); R = 4 < 8 gives no reduced clip
 
 
 def test_clips_with_remainder_and_loop_padded_tail():
-    clips = evaluation_clips(100)
+    clips = evaluation_clips(100, 16)
     assert clips[:4] == [list(range(j, 64, 4)) for j in range(4)]
     # R = 36 -> reduced stride 36 // 16 = 2: frames 64..95 in two interleaved clips
     assert clips[4] == list(range(64, 96, 2)) and clips[5] == list(range(65, 96, 2))
@@ -34,15 +42,16 @@ def test_clips_with_remainder_and_loop_padded_tail():
 
 
 def test_short_tracklets():
-    assert evaluation_clips(10) == [list(range(10)) + list(range(6))]
-    assert evaluation_clips(32) == [list(range(0, 32, 2)), list(range(1, 32, 2))]
-    assert evaluation_clips(16) == [list(range(16))]
+    assert evaluation_clips(10, 16) == [list(range(10)) + list(range(6))]
+    assert evaluation_clips(32, 16) == [list(range(0, 32, 2)), list(range(1, 32, 2))]
+    assert evaluation_clips(16, 16) == [list(range(16))]
 
 
 @pytest.mark.parametrize("length", range(1, 260))
-def test_clip_count_and_coverage(length):
-    clips = evaluation_clips(length)
-    assert len(clips) == -(-length // 16) and all(len(c) == 16 for c in clips)
+@pytest.mark.parametrize("seq_len", [8, 16])
+def test_clip_count_and_coverage(length, seq_len):
+    clips = evaluation_clips(length, seq_len)
+    assert len(clips) == -(-length // seq_len) and all(len(c) == seq_len for c in clips)
     assert set().union(*map(set, clips)) == set(range(length))  # every frame is used
 
 
@@ -145,7 +154,7 @@ def test_ccvid_tracklet_labels(tmp_path):
     first = data.train[0]
     assert first.frames[0] == f"{first.path}/00001.jpg" and len(first.frames) == 12
     assert data.summary()["gallery"] == {"ids": 3, "images": 120, "clothes": 6, "cameras": 2, "tracklets": 6}
-    assert data.video == {"seq_len": 16, "stride": 4}
+    assert data.video == {"seq_len": 8, "stride": 4}  # Simple-CCReID passes AUG.SEQ_LEN = 8
 
 
 def test_ccvid_errors_name_the_line(tmp_path):
@@ -164,7 +173,7 @@ def test_tracklet_lists_round_trip_and_pack_every_frame(tmp_path):
     write_lists(data, tmp_path / "lists", "ccvid", tmp_path)
     assert (tmp_path / "lists" / "train.frames.txt").read_text().splitlines()[0] == "CCVID/session1/003_01/00001.jpg 0"
     assert read_split(tmp_path / "lists", "gallery") == data.splits["gallery"]
-    assert read_protocol(tmp_path / "lists")["video"] == {"seq_len": 16, "stride": 4}
+    assert read_protocol(tmp_path / "lists")["video"] == {"seq_len": 8, "stride": 4}
     assert len(listed_paths(str(tmp_path / "lists"))) == 8 * 12 + 9 * 20
     (tmp_path / "lists" / "query.frames.txt").write_text("CCVID/session3/101_01/00001.jpg 7\n")
     with pytest.raises(ValueError, match="query.frames.txt:1"):

@@ -73,11 +73,11 @@ REAL = {d: c for d, c in yaml.safe_load((REPO / "config/config.yaml").read_text(
 
 @pytest.mark.parametrize("dataset", sorted(REAL))
 def test_real_dataset_targets_resolve_from_the_default_config(dataset):
-    from pipeline.datasets import LAYOUT_DIRS
+    from pipeline.datasets import layout_dir
 
     proc = snakemake(REPO, "-n", f"results/{dataset}/baseline/metrics.json", check=False)
     # the raw data is absent here: the plan must name the dataset's layout folder as the missing input
-    assert f"{REAL[dataset]['root']}/{LAYOUT_DIRS[REAL[dataset]['format']]}" in proc.stdout + proc.stderr
+    assert f"{REAL[dataset]['root']}/{layout_dir(REAL[dataset]['format'])}" in proc.stdout + proc.stderr
 
 
 NO_CLOTHES_FORMATS = {"celebreid", "celebreid_light", "market1501", "dukemtmcreid", "msmt17", "msmt17v2"}
@@ -86,10 +86,10 @@ NO_CLOTHES_FORMATS = {"celebreid", "celebreid_light", "market1501", "dukemtmcrei
 def test_every_real_dataset_plans_its_whole_chain_once_its_layout_exists(workflow):
     """With each dataset's layout folder present, one dry run plans lists -> pack -> train -> evaluate for
     every configured dataset: CAL where the dataset has clothes labels, the baseline where it has none."""
-    from pipeline.datasets import LAYOUT_DIRS
+    from pipeline.datasets import layout_dir
 
     for cfg in REAL.values():
-        (workflow / cfg["root"] / LAYOUT_DIRS[cfg["format"]]).mkdir(parents=True, exist_ok=True)
+        (workflow / cfg["root"] / layout_dir(cfg["format"])).mkdir(parents=True, exist_ok=True)
     targets = [f"results/{d}/{'baseline' if c['format'] in NO_CLOTHES_FORMATS else 'cal'}/metrics.json"
                for d, c in REAL.items()]
     proc = snakemake(workflow, "-n", *targets)

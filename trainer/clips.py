@@ -3,7 +3,7 @@ temporal_transforms.py), as frame-index lists so they can be tested against work
 
 - training: each tracklet is cut into chunks of `step` frames (the last chunk keeps the remainder;
   a shorter tracklet stays whole), and every time a chunk is drawn, a random crop picks its frames;
-- testing: each tracklet becomes ceil(L / seq_len) clips of seq_len frames, whose features are averaged.
+- testing: each tracklet becomes ceil(L / seq_len) clips of seq_len frames (CCVID: 8), whose features are averaged.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def dense_chunks(length: int, step: int) -> list[range]:
     return [range(i * step, (i + 1) * step if i < count - 1 else length) for i in range(count)]
 
 
-def evaluation_clips(length: int, seq_len: int = 16, stride: int = 4) -> list[list[int]]:
+def evaluation_clips(length: int, seq_len: int = 8, stride: int = 4) -> list[list[int]]:
     """Every frame of a test tracklet in equal-length clips (Simple-CCReID's _recombination_for_testset):
     each full block of seq_len·stride frames gives `stride` interleaved clips; the remainder R gives
     R // seq_len clips at a reduced stride; a last partial clip of the final L mod seq_len frames is

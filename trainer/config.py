@@ -1,4 +1,11 @@
-"""Method configuration: config/methods/<method>.yaml = paper defaults + named scales (demo, tiny, ...)."""
+"""Method configuration: config/methods/<method>.yaml = paper defaults + named scales (demo, tiny, ...).
+
+A method file may start from another (`base: baseline.yaml`, relative to it) and list only what it adds or
+changes: its `defaults` are merged onto the base's (new keys allowed, existing ones keep their type), its
+`scales` onto the base's scales of the same name (a scale only the base defines is inherited whole), and
+`requires` / `body_model` are the base's unless it says otherwise. What is hashed and saved in
+train_config.json is always the fully merged result.
+"""
 from __future__ import annotations
 
 import copy
@@ -47,18 +54,56 @@ def coerce(default, value, where: str):
     raise ConfigError(f"{where}: expected {_kind(default)} (like the default {default!r}), got {value!r}")
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
+def _merge(base: dict, override: dict, where: str, extend: bool = False) -> dict:
+    """`override` onto a copy of `base`; a key must exist in `base` unless `extend` (a method file adding to
+    the one it inherits), and a value takes the type of the one it replaces."""
     if not isinstance(override, dict):
         raise ConfigError(f"{where}: expected a mapping of keys, got {override!r}")
     out = copy.deepcopy(base)
     for key, value in override.items():
         if key not in out:
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(out))})")
-        if isinstance(out[key], dict):
-            out[key] = _merge(out[key], value, f"{where}.{key}")
+            if not extend:
+                raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(out))})")
+            out[key] = copy.deepcopy(value)
+        elif isinstance(out[key], dict):
+            out[key] = _merge(out[key], value, f"{where}.{key}", extend)
         else:
             out[key] = coerce(out[key], value, f"{where}.{key}")
     return out
+
+
+METHOD_FILE_KEYS = {"method", "base", "requires", "body_model", "defaults", "scales"}
+
+
+def read_method_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A method file with its `base` chain resolved: method, requires, body_model, defaults, scales."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: `base` chain loops back to itself ({' -> '.join(str(p) for p in _seen)})")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such method file")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: not a method file (expected a mapping with method and defaults)")
+    unknown = sorted(set(raw) - METHOD_FILE_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(METHOD_FILE_KEYS)}")
+    if "method" not in raw:
+        raise ConfigError(f"{path}: missing top-level key 'method'")
+    if "base" not in raw:
+        if "defaults" not in raw:
+            raise ConfigError(f"{path}: missing top-level key 'defaults'")
+        return {"method": raw["method"], "requires": list(raw.get("requires", [])),
+                "body_model": bool(raw.get("body_model", False)), "defaults": raw["defaults"],
+                "scales": raw.get("scales") or {}, "files": [str(path)]}
+    base = read_method_file(path.parent / raw["base"], (*_seen, path.resolve()))
+    scales = dict(base["scales"])
+    for name, changes in (raw.get("scales") or {}).items():
+        scales[name] = _merge(scales.get(name, {}), changes, f"{path}:scales.{name}", extend=True)
+    return {"method": raw["method"], "requires": list(raw.get("requires", base["requires"])),
+            "body_model": bool(raw.get("body_model", base["body_model"])),
+            "defaults": _merge(base["defaults"], raw.get("defaults") or {}, f"{path}:defaults", extend=True),
+            "scales": scales, "files": [*base["files"], str(path)]}
 
 
 def set_dotted(cfg: dict, assignment: str, where: str = "override") -> dict:
@@ -78,13 +123,10 @@ def set_dotted(cfg: dict, assignment: str, where: str = "override") -> dict:
 
 def load_method_config(path: str | Path, scale: str | None = None, overrides: list[str] | tuple = ()) -> dict:
     path = Path(path)
-    raw = yaml.safe_load(path.read_text())
-    for key in ("method", "defaults"):
-        if key not in raw:
-            raise ConfigError(f"{path}: missing top-level key {key!r}")
+    raw = read_method_file(path)
     cfg = copy.deepcopy(raw["defaults"])
     if scale and scale != "paper":
-        scales = raw.get("scales", {})
+        scales = raw["scales"]
         if scale not in scales:
             raise ConfigError(f"{path}: unknown scale {scale!r}; defined: paper, {', '.join(scales)}")
         cfg = _merge(cfg, scales[scale], f"{path}:scales.{scale}")

@@ -1,9 +1,13 @@
 """Losses of CAL's code (reference.md §3.2): label-smoothed CE, cosine batch-hard triplet, CosFace, CAL."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pipeline.registry import Registry
 
 from .distributed import gather_with_local_grad
 
@@ -83,3 +87,13 @@ def lsgan_discriminator_loss(real_scores, fake_scores):
 def lsgan_generator_loss(fake_scores):
     """Eq. (3): E[(1 − D(fake))²], summed over D's outputs, averaged over samples."""
     return ((fake_scores - 1) ** 2).sum(1).mean()
+
+
+# loss.id.type -> (loss.id config) -> identity loss module
+ID_LOSSES: Registry[Callable[[dict], nn.Module]] = Registry("identity loss (loss.id.type)")
+ID_LOSSES.add("crossentropy", lambda cfg: nn.CrossEntropyLoss())
+ID_LOSSES.add("crossentropylabelsmooth", lambda cfg: CrossEntropyLabelSmooth(cfg["epsilon"]))
+
+
+def build_identity_loss(cfg: dict) -> nn.Module:
+    return ID_LOSSES.get(cfg["type"])(cfg)

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ..cli import reports_user_errors
-from . import LAYOUT_DIRS, REGISTRY, load
+from . import FORMATS, load
 from .base import summary_table
 from .counts import compare_counts
 
@@ -21,12 +21,12 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command")
     check = sub.add_parser("check", help="check a raw dataset root")
-    check.add_argument("--format", required=True, choices=sorted(REGISTRY))
+    check.add_argument("--format", required=True, choices=FORMATS.names())
     check.add_argument("--root", required=True)
     a = ap.parse_args(argv)
     if a.command != "check":
-        for fmt in sorted(REGISTRY):
-            print(f"{fmt:<14} <root>/{LAYOUT_DIRS[fmt]}")
+        for fmt, spec in FORMATS.items():
+            print(f"{fmt:<14} <root>/{spec.layout}")
         return 0
     data = load(a.format, a.root)
     print(f"{a.format} at {a.root}")

@@ -7,10 +7,12 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import InputError
+from ..registry import Registry
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 log = logging.getLogger("ccreid.datasets")
@@ -186,28 +188,36 @@ def require_dir(path: Path, what: str) -> Path:
 
 
 Adapter = Callable[[Path], DatasetSplits]
-REGISTRY: dict[str, Adapter] = {}
-LAYOUT_DIRS: dict[str, str] = {}
+
+
+class DatasetFormat(NamedTuple):
+    """An adapter and the folder under the root that holds the dataset itself (the workflow depends on that
+    folder, so adding another dataset beside it reruns nothing)."""
+
+    adapter: Adapter
+    layout: str
+
+
+FORMATS: Registry[DatasetFormat] = Registry("dataset format", DatasetLayoutError)
 
 
 def register(name: str, layout: str) -> Callable[[Adapter], Adapter]:
-    """Register an adapter; `layout` is the directory under the root that holds the dataset itself
-    (the Snakefile depends on it, so adding another dataset beside it reruns nothing)."""
-
     def wrap(fn: Adapter) -> Adapter:
-        REGISTRY[name] = fn
-        LAYOUT_DIRS[name] = layout
+        FORMATS.add(name, DatasetFormat(fn, layout))
         return fn
 
     return wrap
 
 
+def layout_dir(fmt: str) -> str:
+    return FORMATS.get(fmt).layout
+
+
 def load(fmt: str, root: str | Path) -> DatasetSplits:
-    if fmt not in REGISTRY:
-        raise DatasetLayoutError(f"unknown dataset format {fmt!r}; supported: {', '.join(sorted(REGISTRY))}")
+    adapter = FORMATS.get(fmt).adapter
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: dataset root does not exist (format {fmt!r})")
-    data = REGISTRY[fmt](root)
+    data = adapter(root)
     check_no_duplicates(data)
     return data

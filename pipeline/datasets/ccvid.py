@@ -12,7 +12,10 @@ from pathlib import Path
 
 from .base import DatasetLayoutError, DatasetSplits, Protocol, Sample, image_files, register, relabel, require_dir
 
-TEST_CLIPS = {"seq_len": 16, "stride": 4}  # reference.md §2.4
+# Test clips as the official evaluation cuts them: Simple-CCReID's data/__init__.py (build_dataset) gives the
+# CCVID class seq_len = AUG.SEQ_LEN = 8 and stride = AUG.SAMPLING_STRIDE = 4 (configs/default_vid.py), not the
+# class's unused defaults of 16; the CAL paper (§5.2): "8-frame clips with a stride of 4".
+TEST_CLIPS = {"seq_len": 8, "stride": 4}
 SESSION3_CAMERA_OFFSET = 12
 
 
@@ -69,5 +72,5 @@ def load_ccvid(root: Path) -> DatasetSplits:
                  Protocol("SC", "query", "gallery", "SC")]
     return DatasetSplits("ccvid", splits, protocols, video=dict(TEST_CLIPS),
                          notes=["tracklet-level lists; <split>.frames.txt gives each tracklet's frames",
-                                "test features: every clip of a tracklet (seq_len 16, stride 4) averaged, then "
+                                "test features: every clip of a tracklet (seq_len 8, stride 4) averaged, then "
                                 "L2-normalised; no flip"])

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..registry import Registry
 
-BACKENDS: dict[tuple[str, str], type["Backend"]] = {}
 STAGES = ("keypoints", "silhouettes", "parsing", "cloth_masks", "faces", "faces_restored")
+BACKENDS: dict[str, Registry[type["Backend"]]] = {stage: Registry(f"{stage} backend") for stage in STAGES}
 
 
 @dataclass
@@ -180,15 +181,14 @@ class Backend:
 
 
 def register(cls: type[Backend]) -> type[Backend]:
-    BACKENDS[(cls.stage, cls.name)] = cls
-    return cls
+    return BACKENDS[cls.stage].add(cls.name, cls)
 
 
 def registered() -> dict[tuple[str, str], type[Backend]]:
     """Every backend, by (stage, name); the modules register themselves on import."""
     from . import cloth, faces, keypoints, parsing, silhouettes  # noqa: F401
 
-    return BACKENDS
+    return {(stage, name): cls for stage, registry in BACKENDS.items() for name, cls in registry.items()}
 
 
 def backend_class(stage: str, name: str) -> type[Backend]:
@@ -196,10 +196,7 @@ def backend_class(stage: str, name: str) -> type[Backend]:
     registered()
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    if (stage, name) not in BACKENDS:
-        known = sorted(n for s, n in BACKENDS if s == stage)
-        raise InputError(f"unknown {stage} backend {name!r}; available: {', '.join(known)}")
-    return BACKENDS[(stage, name)]
+    return BACKENDS[stage].get(name)
 
 
 def check_params(stage: str, name: str, params: dict | None = None) -> dict:

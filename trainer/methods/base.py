@@ -1,35 +1,23 @@
 """The contract between a method and the engine."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pipeline.errors import InputError
+from pipeline.registry import Registry
 
 from ..data import PackedClips, PackedImages
 from ..precision import Precision
 from ..transforms import TrainTransform
 
-METHODS: dict[str, Callable[..., "Method"]] = {}
-
-
-def register(name: str):
-    def wrap(cls):
-        METHODS[name] = cls
-        return cls
-
-    return wrap
+METHODS: Registry[type["Method"]] = Registry("method")
+register = METHODS.register
 
 
 def method_class(cfg: dict) -> type["Method"]:
-    name = cfg["method"]
-    if name not in METHODS:
-        raise InputError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return METHODS.get(cfg["method"])
 
 
 def build_method(cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device,

@@ -5,25 +5,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import InputError
-
-from ..losses import CrossEntropyLabelSmooth, TripletLoss
+from ..losses import TripletLoss, build_identity_loss
 from ..models import FeatureNet, ReIDModel
+from ..optim import build_optimizer
 from ..precision import Precision
 from .base import Method, register
-
-
-def build_identity_loss(cfg: dict) -> nn.Module:
-    kind = cfg["type"]
-    if kind == "crossentropylabelsmooth":
-        return CrossEntropyLabelSmooth(cfg["epsilon"])
-    if kind == "crossentropy":
-        return nn.CrossEntropyLoss()
-    raise InputError(f"loss.id.type must be crossentropy or crossentropylabelsmooth, got {kind!r}")
-
-
-def adam(params, optim: dict) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
 
 
 @register("baseline")
@@ -38,7 +24,7 @@ class Baseline(Method):
         self.triplet_weight = cfg["loss"]["triplet"]["weight"]
         self.triplet = TripletLoss(cfg["loss"]["triplet"]["margin"])
         optim = cfg["optim"]
-        self.optimizer = adam(self.model.parameters(), optim)
+        self.optimizer = build_optimizer(self.model.parameters(), optim)
         self.modules = {"model": self.model}
         self.optimizers = {"optimizer": self.optimizer}
         self.schedulers = {"scheduler": torch.optim.lr_scheduler.MultiStepLR(self.optimizer, optim["milestones"], optim["gamma"])}

@@ -9,9 +9,10 @@ from pipeline.errors import InputError
 from ..distributed import average_gradients, broadcast_parameters
 from ..losses import ClothesBasedAdversarialLoss, CosFaceLoss
 from ..models import NormalizedClassifier
+from ..optim import build_optimizer
 from ..precision import Precision
 from .base import register
-from .baseline import Baseline, adam
+from .baseline import Baseline
 
 
 @register("cal")
@@ -30,7 +31,7 @@ class CAL(Baseline):
         self.cal_loss = ClothesBasedAdversarialLoss(losses["cal"]["scale"], losses["cal"]["epsilon"])
         self.start_cc, self.start_adv = cfg["start_epoch_cc"], cfg["start_epoch_adv"]
         # optimizer_cc keeps a constant lr: CAL's scheduler steps only the main optimiser
-        self.optimizer_cc = adam(self.clothes_classifier.parameters(), cfg["optim"])
+        self.optimizer_cc = build_optimizer(self.clothes_classifier.parameters(), cfg["optim"])
         self.modules["clothes_classifier"] = self.clothes_classifier
         self.optimizers["optimizer_cc"] = self.optimizer_cc
 

@@ -30,12 +30,12 @@ from ..body.picture import reconstruction_sheet
 from ..body.render import render_silhouettes
 from ..data import PackedImagesWithBodyCues
 from ..distributed import average_gradients, broadcast_parameters
-from ..losses import TripletLoss, lsgan_discriminator_loss, lsgan_generator_loss
+from ..losses import TripletLoss, build_identity_loss, lsgan_discriminator_loss, lsgan_generator_loss
 from ..models.threedsl import Discriminator, ThreeDSLNet
+from ..optim import build_optimizer
 from ..precision import Precision
 from ..transforms import TestTransform, TrainTransform
 from .base import Method, register
-from .baseline import build_identity_loss
 
 
 def keypoint_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -115,8 +115,8 @@ class ThreeDSL(Method):
         slow_ids = {id(p) for p in slow}
         fast = [p for p in self.net.parameters() if id(p) not in slow_ids]
         groups = [{"params": fast, "lr": o["lr"]}] + ([{"params": slow, "lr": o["lr_3d"]}] if slow else [])
-        self.optimizer = torch.optim.Adam(groups, weight_decay=o["weight_decay"])
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+        self.optimizer = build_optimizer(groups, o)
+        self.optimizer_d = build_optimizer(self.discriminator.parameters(), o)
         self.modules = {"net": self.net, "discriminator": self.discriminator}
         self.optimizers = {"optimizer": self.optimizer, "optimizer_d": self.optimizer_d}
         self.schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(opt, o["milestones"], o["gamma"])

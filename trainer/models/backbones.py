@@ -5,6 +5,8 @@ a state dict, or "none". Offline machines and tests use "none" or a local file.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,9 +14,15 @@ import torchvision
 from torch import nn
 
 from pipeline.errors import InputError, MissingInputError
+from pipeline.registry import Registry
 from pipeline.weights import load_state_dict_file
 
-RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+# torchvision constructors of the ResNet depths ccreid builds (3DSL addresses their stages directly)
+RESNETS: Registry[Callable[..., torchvision.models.ResNet]] = Registry("ResNet")
+for _depth in ("resnet18", "resnet34", "resnet50", "resnet101"):
+    RESNETS.add(_depth, getattr(torchvision.models, _depth))
+# every backbone a feature network can use: name -> (pretrained, last_stride) -> (trunk, output channels)
+BACKBONES: Registry[Callable[[str, int], tuple[nn.Module, int]]] = Registry("backbone")
 
 
 def _set_last_stride_one(net: torchvision.models.ResNet) -> None:
@@ -64,9 +72,7 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
 
 def build_resnet(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> torchvision.models.ResNet:
     """A torchvision ResNet with its weights loaded and the last stride set (its stages stay addressable)."""
-    if name not in RESNETS:
-        raise InputError(f"unknown backbone {name!r}; supported: {', '.join(RESNETS)}")
-    net = getattr(torchvision.models, name)(weights=None)
+    net = RESNETS.get(name)(weights=None)
     _load_pretrained(net, name, pretrained)
     if last_stride == 1:
         _set_last_stride_one(net)
@@ -75,8 +81,15 @@ def build_resnet(name: str = "resnet50", pretrained: str = "none", last_stride: 
     return net
 
 
+def _resnet_trunk(name: str, pretrained: str, last_stride: int) -> tuple[nn.Module, int]:
+    net = build_resnet(name, pretrained, last_stride)
+    return nn.Sequential(*list(net.children())[:-2]), net.fc.in_features
+
+
+for _depth in RESNETS:
+    BACKBONES.add(_depth, functools.partial(_resnet_trunk, _depth))
+
+
 def build_backbone(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> tuple[nn.Module, int]:
     """Return (trunk mapping B×3×H×W to B×C×h×w, C)."""
-    net = build_resnet(name, pretrained, last_stride)
-    trunk = nn.Sequential(*list(net.children())[:-2])
-    return trunk, net.fc.in_features
+    return BACKBONES.get(name)(pretrained, last_stride)

@@ -1,11 +1,13 @@
 """CAL's image model (reference.md §3.1): trunk -> pooling -> BatchNorm1d; identity/clothes classifiers."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import InputError
+from pipeline.registry import Registry
 
 from .backbones import build_backbone
 
@@ -27,12 +29,16 @@ class MaxAvgPooling(nn.Module):
         return torch.cat([F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1)], dim=1)
 
 
+# name -> () -> (pooling module, output channels per trunk channel)
+POOLINGS: Registry[Callable[[], tuple[nn.Module, int]]] = Registry("pooling")
+POOLINGS.add("avg", lambda: (nn.AdaptiveAvgPool2d(1), 1))
+POOLINGS.add("max", lambda: (nn.AdaptiveMaxPool2d(1), 1))
+POOLINGS.add("gem", lambda: (GeMPooling(), 1))
+POOLINGS.add("maxavg", lambda: (MaxAvgPooling(), 2))
+
+
 def build_pooling(name: str) -> tuple[nn.Module, int]:
-    pools = {"avg": (nn.AdaptiveAvgPool2d(1), 1), "max": (nn.AdaptiveMaxPool2d(1), 1),
-             "gem": (GeMPooling(), 1), "maxavg": (MaxAvgPooling(), 2)}
-    if name not in pools:
-        raise InputError(f"unknown pooling {name!r}; supported: {', '.join(pools)}")
-    return pools[name]
+    return POOLINGS.get(name)()
 
 
 class FeatureNet(nn.Module):

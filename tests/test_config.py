@@ -1,0 +1,140 @@
+"""Method files that inherit, typed configs, and one registry type for everything chosen by name."""
+import json
+
+import pytest
+import torch
+import yaml
+
+from pipeline.registry import Registry
+from trainer.config import ConfigError, config_hash, load_method_config, read_method_file
+
+from .conftest import REPO
+
+SNAPSHOT = json.loads((REPO / "tests/data/merged_method_configs.json").read_text())
+# said changes since the snapshot (written before method files inherited): optim.type and optim.momentum,
+# the optimiser now chosen by name (adam, as before)
+ADDED = {"optim": {"type": "adam", "momentum": 0.9}}
+
+
+@pytest.mark.parametrize("key", sorted(SNAPSHOT))
+def test_merged_configs_are_what_they_were_key_for_key(key):
+    method, scale = key.split("/")
+    expected = json.loads(json.dumps(SNAPSHOT[key]["config"]))
+    expected["optim"].update(ADDED["optim"])
+    assert load_method_config(REPO / f"config/methods/{method}.yaml", scale) == expected
+
+
+def test_every_scale_a_method_file_defines_is_in_the_snapshot():
+    for path in sorted((REPO / "config/methods").glob("*.yaml")):
+        spec = read_method_file(path)
+        assert {f"{spec['method']}/{s}" for s in ["paper", *spec["scales"]]} <= set(SNAPSHOT), path.name
+
+
+def test_cal_says_only_what_it_adds():
+    raw = yaml.safe_load((REPO / "config/methods/cal.yaml").read_text())
+    assert raw["base"] == "baseline.yaml"
+    assert set(raw["defaults"]) == {"start_epoch_cc", "start_epoch_adv", "loss"}
+    assert set(raw["defaults"]["loss"]) == {"clothes", "cal"}
+    assert len((REPO / "config/methods/cal.yaml").read_text().splitlines()) < 30
+
+
+def test_a_method_file_inherits_defaults_scales_and_requires(tmp_path):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({
+        "method": "a", "requires": ["keypoints"], "defaults": {"lr": 0.1, "nested": {"x": 1, "y": 2}},
+        "scales": {"small": {"lr": 0.01}, "big": {"nested": {"x": 9}}}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({
+        "method": "b", "base": "a.yaml", "defaults": {"extra": True, "nested": {"y": 3}},
+        "scales": {"small": {"extra": False}}}))
+    spec = read_method_file(tmp_path / "b.yaml")
+    assert spec["requires"] == ["keypoints"] and spec["files"] == [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+    assert load_method_config(tmp_path / "b.yaml") == {"lr": 0.1, "nested": {"x": 1, "y": 3}, "extra": True,
+                                                       "method": "b", "scale": "paper"}
+    assert load_method_config(tmp_path / "b.yaml", "small")["lr"] == 0.01  # the base's scale, merged
+    assert load_method_config(tmp_path / "b.yaml", "small")["extra"] is False
+    assert load_method_config(tmp_path / "b.yaml", "big")["nested"] == {"x": 9, "y": 3}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"method": "c", "base": "a.yaml", "defaults": {"lr": "fast"}}))
+    with pytest.raises(ConfigError, match=r"c.yaml:defaults.lr: expected a number"):
+        read_method_file(tmp_path / "c.yaml")
+
+
+def test_a_base_loop_or_an_unknown_top_level_key_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"method": "a", "base": "b.yaml"}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"method": "b", "base": "a.yaml"}))
+    with pytest.raises(ConfigError, match="loops back"):
+        read_method_file(tmp_path / "a.yaml")
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"method": "d", "defaults": {}, "scale": {}}))
+    with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) \['scale'\]"):
+        read_method_file(tmp_path / "d.yaml")
+
+
+def test_a_hash_change_follows_any_merged_value():
+    a = load_method_config(REPO / "config/methods/cal.yaml", "tiny")
+    b = load_method_config(REPO / "config/methods/cal.yaml", "tiny", ["optim.type=adamw"])
+    assert config_hash(a) != config_hash(b)
+
+
+# --- registries ----------------------------------------------------------------------------------------
+
+def test_a_duplicate_registration_is_an_error_and_an_unknown_name_lists_the_known():
+    r = Registry("widget")
+    r.add("a", 1)
+    r.register("b")(2)
+    with pytest.raises(ValueError, match="widget 'a' is registered twice"):
+        r.add("a", 3)
+    with pytest.raises(ValueError, match="unknown widget 'c'; known: a, b"):
+        r.get("c")
+    assert r.get("a") == 1 and r.names() == ["a", "b"] and "b" in r and len(r) == 2
+
+
+def _registries():
+    from pipeline.datasets import FORMATS
+    from pipeline.stages.backends import BACKENDS, registered
+    from trainer.losses import ID_LOSSES
+    from trainer.methods import METHODS
+    from trainer.models.backbones import BACKBONES, RESNETS
+    from trainer.models.reid import POOLINGS
+    from trainer.optim import OPTIMIZERS
+
+    registered()
+    return {"formats": FORMATS, "methods": METHODS, "backbones": BACKBONES, "resnets": RESNETS,
+            "poolings": POOLINGS, "id losses": ID_LOSSES, "optimisers": OPTIMIZERS,
+            **{f"{stage} backends": r for stage, r in BACKENDS.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(_registries()))
+def test_every_registry_refuses_duplicates_and_names_the_known(name):
+    registry = _registries()[name]
+    assert isinstance(registry, Registry) and len(registry)
+    first = registry.names()[0]
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.add(first, object())
+    with pytest.raises(ValueError, match=f"unknown .*'no-such-thing'; known: {first}"):
+        registry.get("no-such-thing")
+
+
+def test_the_workflow_schema_enums_are_the_registries():
+    from pipeline.datasets import FORMATS
+    from pipeline.stages.backends import STAGES
+    from trainer.methods import METHODS
+
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]
+    assert sorted(schema["datasets"]["additionalProperties"]["properties"]["format"]["enum"]) == FORMATS.names()
+    assert sorted(schema["methods"]["items"]["enum"]) == METHODS.names()
+    assert list(schema["stages"]["properties"]) == list(STAGES)
+    inputs = schema["backends"]["additionalProperties"]["additionalProperties"]["properties"]["inputs"]["items"]["enum"]
+    assert set(inputs) <= set(STAGES) and "faces_restored" not in inputs  # nothing reads restored faces as an input
+    methods_on_disk = sorted(read_method_file(p)["method"] for p in (REPO / "config/methods").glob("*.yaml"))
+    assert methods_on_disk == METHODS.names()
+
+
+@pytest.mark.parametrize("kind, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+def test_optim_type_picks_the_optimiser_every_method_builds(kind, cls):
+    from trainer.methods import build_method
+
+    for method in ("baseline", "cal"):
+        cfg = load_method_config(REPO / f"config/methods/{method}.yaml", "tiny", [f"optim.type={kind}"])
+        m = build_method(cfg, 3, torch.eye(3).numpy(), torch.device("cpu"))
+        assert all(type(o) is cls for o in m.optimizers.values()), method
+    with pytest.raises(ValueError, match="unknown optimiser \\(optim.type\\) 'lamb'; known: adam, adamw, sgd"):
+        build_method(load_method_config(REPO / "config/methods/baseline.yaml", "tiny", ["optim.type=lamb"]), 3, None,
+                     torch.device("cpu"))
