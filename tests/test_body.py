@@ -55,7 +55,7 @@ def rest_pose(b: int) -> torch.Tensor:
 def test_standin_has_smpl_file_format_and_smplx_loads_it(standin):
     data = check_model_file(standin)
     for key, shape in SMPL_KEYS.items():
-        assert all(s is None or s == g for s, g in zip(shape, np.shape(data[key]))), key
+        assert all(s is None or s == g for s, g in zip(shape, np.shape(data[key]), strict=True)), key
     assert scipy.sparse.issparse(data["J_regressor"]) and data["f"].dtype == np.uint32
     np.testing.assert_allclose(np.asarray(data["J_regressor"].sum(1)).ravel(), 1.0, atol=1e-9)
     np.testing.assert_allclose(data["weights"].sum(1), 1.0, atol=1e-9)

@@ -91,7 +91,7 @@ class _Renderer:
         vertices = _projection(vertices, self.K if K is None else K, self.R if R is None else R,
                                self.t if t is None else t, self.dist_coeffs if dist_coeffs is None else dist_coeffs,
                                self.orig_size if orig_size is None else orig_size)
-        per_face = torch.stack([v[f.long()] for v, f in zip(vertices, faces)])  # vertices_to_faces
+        per_face = torch.stack([v[f.long()] for v, f in zip(vertices, faces, strict=True)])  # vertices_to_faces
         return _rasterize_silhouettes(per_face, self.image_size, self.anti_aliasing)
 
 

@@ -24,7 +24,7 @@ def test_cal_loss_worked_example():
     # each class c is normalised against the negatives (class 2) plus itself
     logp = [z[c] - math.log(math.exp(z[2]) + math.exp(z[c])) for c in range(3)]
     target = [(1 - eps) + eps / 2, eps / 2, 0.0]
-    expected = -sum(t * lp for t, lp in zip(target, logp))
+    expected = -sum(t * lp for t, lp in zip(target, logp, strict=True))
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     got = ClothesBasedAdversarialLoss(s, eps)(cos, torch.tensor([0]), mask)
     assert got.item() == pytest.approx(expected, rel=1e-6)

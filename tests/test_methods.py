@@ -76,7 +76,7 @@ def test_adversarial_loss_reaches_the_backbone_only_from_its_start_epoch():
     with_cal, stats_on = trunk_grads(0)
     without, stats_off = trunk_grads(5)
     assert "loss_cal" in stats_on and "loss_cal" not in stats_off
-    assert any(not torch.allclose(a, b) for a, b in zip(with_cal, without))
+    assert any(not torch.allclose(a, b) for a, b in zip(with_cal, without, strict=True))
 
 
 def test_clothes_classifier_is_frozen_before_its_start_epoch():

@@ -142,7 +142,7 @@ def test_face_quality_metric_and_detector_on_synthetic_faces(tiny_dataset, truth
         boxes = gt["face_box"][:][[row[p] for p in pack.paths]]
     # a store holding the true boxes scores perfectly; the metric can fail: shift them and IoU drops
     visible = ~np.isnan(boxes).any(1)
-    records = [{"found": np.bool_(v), "box": b.astype(np.float32)} for v, b in zip(visible, boxes)]
+    records = [{"found": np.bool_(v), "box": b.astype(np.float32)} for v, b in zip(visible, boxes, strict=True)]
     write_shard(tmp_path / "f.shard", np.arange(len(pack)), records,
                 {"stage": "faces", "backend": "truth", "params": "{}", "manifest_sha256": pack.manifest_sha256})
     merge([tmp_path / "f.shard"], tmp_path / "f.h5", len(pack), pack.manifest_sha256)

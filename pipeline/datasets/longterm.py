@@ -120,7 +120,7 @@ def load_last(root: Path) -> DatasetSplits:
     train_files = _nested_images(base / "train")
     keys = [_last_tokens(f) for f in train_files]
     # training camid is the running index too (Simple-CCReID's recam=0)
-    entries = [(f, pid, i, key) for i, (f, (pid, key)) in enumerate(zip(train_files, keys))]
+    entries = [(f, pid, i, key) for i, (f, (pid, key)) in enumerate(zip(train_files, keys, strict=True))]
     splits = {"train": _labelled(entries, root, True, relabel(k for _, k in keys))}
     splits.update(_last_test(require_dir(base / "val", "LaST's val/ folder"), root, "val_"))
     splits.update(_last_test(require_dir(base / "test", "LaST's test/ folder"), root, ""))

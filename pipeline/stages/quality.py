@@ -100,7 +100,7 @@ def parsing_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
                 union[c] += np.logical_or(p, t).sum()
     per_class = inter / np.maximum(union, 1)
     return {"images": len(rows), "found_rate": float(store["found"][:].mean()), "miou": float(per_class.mean()),
-            "iou_per_class": {c: round(float(v), 4) for c, v in zip(COARSE, per_class)}}
+            "iou_per_class": {c: round(float(v), 4) for c, v in zip(COARSE, per_class, strict=True)}}
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -106,7 +106,7 @@ def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_s
         seen = np.zeros(num_images, np.int64)
         # a shard of no images (more shards than images) records no fields
         first = next((f for f in opened if len(f["index"])), opened[0])
-        for f, s in zip(opened, shards):
+        for f, s in zip(opened, shards, strict=True):
             if f.attrs.get("manifest_sha256") != manifest_sha256:
                 raise InputError(f"{s}: shard of another image pack (manifest {f.attrs.get('manifest_sha256')}); rerun it")
             identity = SHARD_IDENTITY if len(f["index"]) else [k for k in SHARD_IDENTITY if k != "fields"]

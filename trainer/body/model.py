@@ -46,7 +46,7 @@ def check_model_file(path: str | Path) -> dict:
         if key not in data:
             raise InputError(f"{path}: not an SMPL model file (no {key!r}; keys: {', '.join(sorted(data))})")
         got = tuple(np.shape(data[key]))
-        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got, strict=True)):
             raise InputError(f"{path}: {key} has shape {got}, SMPL's is {shape}")
     return data
 

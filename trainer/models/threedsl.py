@@ -125,7 +125,7 @@ class MultiGranularityShape(nn.Module):
         b = fmap.shape[0]
         if self.num_parts:
             delta = fmap.new_zeros(b, self.num_vertices, 3)
-            for i, (f, dec) in enumerate(zip(feats[1:], self.dec_part)):
+            for i, (f, dec) in enumerate(zip(feats[1:], self.dec_part, strict=True)):
                 idx = getattr(self, f"part_index_{i}")
                 delta = delta.index_copy(1, idx, dec(f).view(b, -1, 3))
         else:
@@ -202,7 +202,7 @@ class ThreeDSLNet(nn.Module):
         if self.has_shape:
             shared = self.e3d(image3d)
             feats, betas, delta = self.mgs(self.e_shape(shared))
-            out["shape"] = [head(f) for head, f in zip(self.shape_heads, feats)]
+            out["shape"] = [head(f) for head, f in zip(self.shape_heads, feats, strict=True)]
             rotmats, cams = self.regressor(F.adaptive_avg_pool2d(self.e_pose(shared), 1).flatten(1))
             # the projections use the last iteration (HMR's e_loss_kp); the discriminator all of them
             out.update(betas=betas, displacement=delta, rotmats=rotmats[-1], cam=cams[-1], rotmats_iterations=rotmats)
@@ -216,7 +216,7 @@ class ThreeDSLNet(nn.Module):
             parts.append(F.normalize(self.rgb2(x), dim=1))
         if self.test_feature in ("concat", "shape") and self.has_shape:
             feats = self.mgs.features(self._shape_map(x))
-            shape = torch.cat([head.bn(f) for head, f in zip(self.shape_heads, feats)], 1)
+            shape = torch.cat([head.bn(f) for head, f in zip(self.shape_heads, feats, strict=True)], 1)
             parts.append(F.normalize(shape, dim=1))
         return torch.cat(parts, 1)
 
