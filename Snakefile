@@ -1,4 +1,4 @@
-# ccreid: raw datasets -> lists -> images.h5 -> preprocessing stores -> train -> evaluate (README.md, design.md).
+# ccreid: raw datasets -> lists -> images.h5 -> preprocessing stores -> train -> evaluate (README.md, docs/README.md).
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -23,6 +23,6 @@ include: "rules/train.smk"
 
 
 rule all:
+    default_target: True
     input:
         [f"results/{t}/metrics.json" for t in config.get("targets", [])],
-    default_target: True

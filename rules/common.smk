@@ -84,9 +84,13 @@ check_configured_methods()
 
 
 STANDIN_DIR = "data/derived/body/standin"
-BODY_FILES = {"model": ("STANDIN_NEUTRAL.pkl", "https://smpl.is.tue.mpg.de (SMPL for Python; convert it with "
-                                               "`python -m trainer.body convert-smpl`)"),
-              "mocap": ("standin_prior_mocap.npz", "https://amass.is.tue.mpg.de (CMU, SMPL+H G)")}
+BODY_FILES = {
+    "model": (
+        "STANDIN_NEUTRAL.pkl",
+        "https://smpl.is.tue.mpg.de (SMPL for Python; convert it with `python -m trainer.body convert-smpl`)",
+    ),
+    "mocap": ("standin_prior_mocap.npz", "https://amass.is.tue.mpg.de (CMU, SMPL+H G)"),
+}
 
 
 def body_file(kind):
@@ -97,8 +101,9 @@ def body_file(kind):
     if value == "standin":
         return f"{STANDIN_DIR}/{name}"
     if not Path(value).exists():
-        raise ValueError(f"{value}: body.{kind} in config.yaml is missing. Get it from {source}, "
-                         f"or set body.{kind}: standin")
+        raise ValueError(
+            f"{value}: body.{kind} in config.yaml is missing. Get it from {source}, or set body.{kind}: standin"
+        )
     return value
 
 
@@ -143,8 +148,10 @@ def stage_backend(stage):
 def backend_cfg(stage, backend):
     spec = config.get("backends", {}).get(stage, {})
     if backend not in spec:
-        raise ValueError(f"backend {backend!r} of stage {stage} is not configured under backends.{stage} "
-                         f"in config/config.yaml (configured: {', '.join(sorted(spec))})")
+        raise ValueError(
+            f"backend {backend!r} of stage {stage} is not configured under backends.{stage} "
+            f"in config/config.yaml (configured: {', '.join(sorted(spec))})"
+        )
     return spec[backend]
 
 
@@ -181,14 +188,18 @@ def model_file(wildcards):
     (checked while the DAG is built, so a missing file stops the run before any work)."""
     if wildcards.backend == "groundtruth":
         if "synthetic" not in dataset_cfg(wildcards.dataset):
-            raise ValueError(f"the groundtruth backend reads the synthetic dataset's truth; {wildcards.dataset} has none")
+            raise ValueError(
+                f"the groundtruth backend reads the synthetic dataset's truth; {wildcards.dataset} has none"
+            )
         return groundtruth_file(wildcards.dataset)
     spec = backend_cfg(wildcards.stage, wildcards.backend)
     path = spec.get("model_file")
     if path and not Path(path).is_file():
-        raise ValueError(f"{path}: weights for {wildcards.stage} backend {wildcards.backend} are missing. "
-                         f"Download them from {spec.get('url', '(see README, Weights)')} to that path "
-                         f"(expected sha256 {spec.get('sha256', 'not recorded')}).")
+        raise ValueError(
+            f"{path}: weights for {wildcards.stage} backend {wildcards.backend} are missing. "
+            f"Download them from {spec.get('url', '(see README, Weights)')} to that path "
+            f"(expected sha256 {spec.get('sha256', 'not recorded')})."
+        )
     return path or ""
 
 
@@ -209,5 +220,6 @@ def input_stores(wildcards):
 
 def stage_shards(wildcards):
     n = int(config.get("shards", {}).get(wildcards.stage, 1))
-    return [f"data/derived/{wildcards.dataset}/{wildcards.stage}/{wildcards.backend}.shards/{k}-of-{n}.h5"
-            for k in range(n)]
+    return [
+        f"data/derived/{wildcards.dataset}/{wildcards.stage}/{wildcards.backend}.shards/{k}-of-{n}.h5" for k in range(n)
+    ]

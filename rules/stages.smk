@@ -10,13 +10,6 @@ rule stage_shard:
         stores=input_stores,
     output:
         temp("data/derived/{dataset}/{stage}/{backend}.shards/{shard}-of-{n}.h5"),
-    params:
-        backend_params=backend_params,
-        model_file=lambda w: f"--model-file {model_file(w)}" if model_file(w) else "",
-        sha256=lambda w: f"--sha256 {backend_cfg(w.stage, w.backend)['sha256']}"
-        if backend_cfg(w.stage, w.backend).get("sha256") else "",
-        stores=lambda w, input: " ".join(f"--input-store {s}" for s in input.stores),
-        allow_none_found=allow_none_found,
     log:
         "logs/{dataset}/{stage}/{backend}.{shard}-of-{n}.log",
     benchmark:
@@ -27,6 +20,16 @@ rule stage_shard:
         n="[0-9]+",
     conda:
         "../envs/ccreid.yaml"
+    params:
+        backend_params=backend_params,
+        model_file=lambda w: f"--model-file {model_file(w)}" if model_file(w) else "",
+        sha256=lambda w: (
+            f"--sha256 {backend_cfg(w.stage, w.backend)['sha256']}"
+            if backend_cfg(w.stage, w.backend).get("sha256")
+            else ""
+        ),
+        stores=lambda w, input: " ".join(f"--input-store {s}" for s in input.stores),
+        allow_none_found=allow_none_found,
     shell:
         "python -m pipeline.stages run --stage {wildcards.stage} --backend {wildcards.backend} "
         "--images {input.images} --shard {wildcards.shard} --num-shards {wildcards.n} "

@@ -5,12 +5,12 @@ rule body_standin:
     output:
         model=f"{STANDIN_DIR}/STANDIN_NEUTRAL.pkl",
         mocap=f"{STANDIN_DIR}/standin_prior_mocap.npz",
-    params:
-        out=lambda w, output: str(Path(output.model).parent),
     log:
         "logs/body/standin.log",
     conda:
         "../envs/ccreid.yaml"
+    params:
+        out=lambda w, output: str(Path(output.model).parent),
     shell:
         "python -m trainer.body standin --out {params.out} > {log} 2>&1"
 
@@ -25,6 +25,13 @@ rule train:
         method_bases=method_files,  # the files it inherits from: a change there reruns this training too
     output:
         model="results/{dataset}/{method}/model.pt",
+    log:
+        "logs/{dataset}/{method}/train.log",
+    benchmark:
+        "results/{dataset}/{method}/train.benchmark.tsv"
+    conda:
+        "../envs/ccreid.yaml"
+    threads: 2
     params:
         scale=method_scale,
         overrides=method_overrides,
@@ -33,13 +40,6 @@ rule train:
         outdir=lambda w, output: str(Path(output.model).parent),
         stores=store_args,
         body=body_args,
-    log:
-        "logs/{dataset}/{method}/train.log",
-    benchmark:
-        "results/{dataset}/{method}/train.benchmark.tsv"
-    threads: 2
-    conda:
-        "../envs/ccreid.yaml"
     shell:
         "python -m trainer.train --method-config {input.method_config} --scale {params.scale} "
         "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} {params.body} --out {params.outdir} "
@@ -54,16 +54,16 @@ rule evaluate:
     output:
         metrics="results/{dataset}/{method}/metrics.json",
         features="results/{dataset}/{method}/features.h5",
-    params:
-        device=config.get("device", "auto"),
-        lists=lambda w, input: str(Path(input.protocol).parent),
     log:
         "logs/{dataset}/{method}/evaluate.log",
     benchmark:
         "results/{dataset}/{method}/evaluate.benchmark.tsv"
-    threads: 2
     conda:
         "../envs/ccreid.yaml"
+    threads: 2
+    params:
+        device=config.get("device", "auto"),
+        lists=lambda w, input: str(Path(input.protocol).parent),
     shell:
         "python -m trainer.evaluate --model {input.model} --lists {params.lists} --images {input.images} "
         "--out {output.metrics} --features {output.features} --device {params.device} --threads {threads} "

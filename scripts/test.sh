@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The test suite (what CI runs): set up, then pytest. Extra arguments go to pytest.
+# The test suite (what CI runs): set up, lint (ruff, snakefmt --check, snakemake --lint is a test), then pytest.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
+ruff check .
+snakefmt --check Snakefile rules/
 python -m pytest "$@"
