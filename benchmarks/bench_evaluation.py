@@ -61,7 +61,8 @@ def compare(name, num_q, num_g, num_ids, num_cams, ref_queries=None):
     t_ref_full = t_ref * num_q / n_ref
     note = "" if n_ref == num_q else f" (reference timed on {n_ref} queries, scaled to {num_q})"
     print(f"{name}: {num_q} queries × {num_g} gallery, distmat {d.nbytes / 2**20:.0f} MiB float32")
-    print(f"  vectorised : {t_fast:8.2f} s   peak {m_fast / 2**20:7.1f} MiB   mAP {fast['mAP']:.4f}  R1 {fast['cmc'][0]:.4f}")
+    print(f"  vectorised : {t_fast:8.2f} s   peak {m_fast / 2**20:7.1f} MiB   "
+          f"mAP {fast['mAP']:.4f}  R1 {fast['cmc'][0]:.4f}")
     print(f"  reference  : {t_ref_full:8.2f} s   peak {m_ref / 2**20:7.1f} MiB{note}")
     print(f"  speed-up   : {t_ref_full / t_fast:.1f}x   (results agree to 1e-6)")
 

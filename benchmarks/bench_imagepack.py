@@ -63,7 +63,8 @@ def main() -> None:
             ("pixels 256x128", (tmp / "pixels.h5").stat().st_size, lambda i: h_pix["x"][i]),
             ("pixels 256x128 lzf", (tmp / "pixels-lzf.h5").stat().st_size, lambda i: h_lzf["x"][i]),
         ]
-        print(f"{n} synthetic crops, {pixels.shape[1]}x{pixels.shape[2]} after resize; random single reads, file kept open")
+        print(f"{n} synthetic crops, {pixels.shape[1]}x{pixels.shape[2]} after resize; "
+              "random single reads, file kept open")
         base = None
         for name, size, read in rows:
             rate = reads_per_second(read, n, rng)

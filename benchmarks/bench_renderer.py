@@ -37,7 +37,8 @@ def measure(kind: str, batch: int, height: int, width: int, device: str) -> dict
 
     def dense():
         tri = xy[:, body.faces]  # B×F×3×2 against all pixels: B×(H·W)×F
-        rows, cols = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+        rows, cols = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
+                                    indexing="ij")
         px = (cols.reshape(1, 1, -1) + 0.5).expand(batch, tri.shape[1], -1).reshape(-1, height * width)
         py = (rows.reshape(1, 1, -1) + 0.5).expand(batch, tri.shape[1], -1).reshape(-1, height * width)
         d2, inside = _distance_sign(px, py, tri.reshape(-1, 3, 2))

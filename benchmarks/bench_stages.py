@@ -31,7 +31,8 @@ BACKENDS = [("keypoints", "groundtruth"), ("keypoints", "mediapipe"), ("silhouet
 INPUTS = {("silhouettes", "grabcut"): ["keypoints-mediapipe"],
           ("parsing", "keypoint-geometry"): ["keypoints-mediapipe", "silhouettes-grabcut"],
           ("cloth_masks", "parsing"): ["parsing-keypoint-geometry"], ("faces", "mediapipe"): ["keypoints-mediapipe"],
-          ("faces", "mediapipe/whole-crop"): ["keypoints-mediapipe"], ("faces_restored", "bicubic"): ["faces-mediapipe"]}
+          ("faces", "mediapipe/whole-crop"): ["keypoints-mediapipe"],
+          ("faces_restored", "bicubic"): ["faces-mediapipe"]}
 
 
 def cli(*args: str) -> subprocess.Popen:
@@ -90,7 +91,8 @@ def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
     args += ["--model-file", str(work / "fast_res50_256x192.pth"), "--params", '{"device": "cpu"}']
     t0 = time.perf_counter()
     wait(cli(*args))
-    print(f"{'keypoints':<14} {'alphapose':<22} {n / (time.perf_counter() - t0):>7.1f} img/s  (FastPose, CLI, {n} images)")
+    print(f"{'keypoints':<14} {'alphapose':<22} {n / (time.perf_counter() - t0):>7.1f} img/s  "
+          f"(FastPose, CLI, {n} images)")
     from retinaface.predict_single import Model as RetinaFaceModel
 
     from pipeline.stages.schp import SCHPNet
@@ -110,10 +112,12 @@ def random_weight_backends(work: Path, n: int, sam_images: int = 3) -> None:
         t0 = time.perf_counter()
         for i in range(count):
             backend(pack.image(i), Item(i, pack.paths[i], face))
-        print(f"{stage:<14} {name:<22} {count / (time.perf_counter() - t0):>7.2f} img/s  (backend call, {count} images)")
+        print(f"{stage:<14} {name:<22} {count / (time.perf_counter() - t0):>7.2f} img/s  "
+              f"(backend call, {count} images)")
     for model_type, count in (("tiny", 20), ("vit_b", sam_images)):
         torch.save(sam_architecture(model_type).state_dict(), work / f"sam_{model_type}.pth")
-        backend = build("silhouettes", "sam", {"model_type": model_type, "device": "cpu"}, str(work / f"sam_{model_type}.pth"))
+        backend = build("silhouettes", "sam", {"model_type": model_type, "device": "cpu"},
+                        str(work / f"sam_{model_type}.pth"))
         kp = {"keypoints": np.tile([[30.0, 60.0, 0.9]], (17, 1)).astype(np.float32), "found": np.bool_(True)}
         t0 = time.perf_counter()
         for i in range(count):
@@ -139,9 +143,11 @@ def main() -> None:
                         "--images-per-camera", str(a.images_per_camera), "--jobs", "2"], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
         subprocess.run([sys.executable, "-m", "pipeline.lists", "--format", "prcc", "--root", str(work / "raw"),
-                        "--out", str(work / "lists"), "--no-count-check"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+                        "--out", str(work / "lists"), "--no-count-check"], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
         subprocess.run([sys.executable, "-m", "pipeline.pack", "--lists", str(work / "lists"), "--root",
-                        str(work / "raw"), "--out", str(work / "images.h5")], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+                        str(work / "raw"), "--out", str(work / "images.h5")], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
         n = len(ImagePack(work / "images.h5"))
         print(f"{n} synthetic images, 1 process each (CPU: {subprocess.getoutput('nproc')} cores)\n")
         print(f"{'stage':<14} {'backend':<22} {'img/s':>7} {'found':>7}  quality vs ground truth")

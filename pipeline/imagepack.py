@@ -52,7 +52,8 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
         enc = f.create_dataset("encoded", (n,), dtype=h5py.vlen_dtype(np.uint8))
         hw = np.zeros((n, 2), np.int32)
         crc = np.zeros(n, np.uint32)
-        for i, rel in enumerate(tqdm(paths, desc=f"pack {dataset}", disable=None if progress is None else not progress)):
+        for i, rel in enumerate(tqdm(paths, desc=f"pack {dataset}",
+                                     disable=None if progress is None else not progress)):
             file = root / rel
             try:
                 data = file.read_bytes()
@@ -71,7 +72,8 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
         f.create_dataset("width", data=hw[:, 1])
         digest = manifest.hexdigest()
         f.attrs.update(manifest_sha256=digest, dataset=dataset, root=str(root), format_version=FORMAT_VERSION,
-                       created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), storage=json.dumps({"encoded": "original file bytes"}))
+                       created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       storage=json.dumps({"encoded": "original file bytes"}))
     return digest
 
 
@@ -106,7 +108,7 @@ class ImagePack:
         return state
 
     def _dataset(self) -> h5py.Dataset:
-        # one handle per process, kept open: reopening costs ~10x per read (dependencies.md)
+        # one handle per process, kept open: reopening costs ~10x per read (docs/environment.md#h5py)
         if self._encoded is None or self._pid != os.getpid():
             self._encoded = self._open()["encoded"]
             self._pid = os.getpid()
@@ -115,7 +117,8 @@ class ImagePack:
     def indices(self, paths: list[str]) -> np.ndarray:
         missing = [p for p in paths if p not in self.index]
         if missing:
-            raise InputError(f"{self.path}: {len(missing)} listed images are not in the pack, e.g. {missing[0]}; rebuild it")
+            raise InputError(f"{self.path}: {len(missing)} listed images are not in the pack, e.g. {missing[0]}; "
+                             "rebuild it")
         return np.array([self.index[p] for p in paths], np.int64)
 
     def sizes(self) -> tuple[np.ndarray, np.ndarray]:

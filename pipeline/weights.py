@@ -65,7 +65,8 @@ def load_torch_file(path: str | Path, what: str, hint: str = ""):
                                  f"checkpoint (members: {members[:5]}). {hint}".rstrip())
             inner = z.read(members[0])
     except zipfile.BadZipFile as e:
-        raise InputError(f"{path}: {what} is a damaged zip archive, probably truncated ({e}). {hint}".rstrip()) from None
+        raise InputError(
+            f"{path}: {what} is a damaged zip archive, probably truncated ({e}). {hint}".rstrip()) from None
     return _torch_load(io.BytesIO(inner), path, what, hint)
 
 

@@ -1,4 +1,5 @@
-"""Fake trees in each dataset's real naming scheme; expected labels read off reference.md §1 independently."""
+"""Fake trees in each dataset's real naming scheme; expected labels worked out independently from
+the public loaders' rules (docs/datasets.md#conventions and each dataset's section)."""
 from pathlib import Path
 
 import cv2
@@ -62,7 +63,8 @@ def test_market_drops_junk_keeps_distractors_and_has_no_clothes(tmp_path, caplog
     touch(base / "bounding_box_test", ["-1_c1s1_000401_03.jpg", "0000_c6s1_000001_01.jpg", "0001_c3s1_000101_01.jpg",
                                         "Thumbs.db"])
     data = load("market1501", tmp_path)
-    assert labels(data.train) == {"0007_c2s1_000151_01.jpg": (1, 1, NO_CLOTHES), "0002_c1s1_000451_03.jpg": (0, 0, NO_CLOTHES)}
+    assert labels(data.train) == {"0007_c2s1_000151_01.jpg": (1, 1, NO_CLOTHES),
+                                  "0002_c1s1_000451_03.jpg": (0, 0, NO_CLOTHES)}
     assert labels(data.splits["gallery"]) == {"0000_c6s1_000001_01.jpg": (0, 5, NO_CLOTHES),
                                               "0001_c3s1_000101_01.jpg": (1, 2, NO_CLOTHES)}
     assert not data.has_clothes
@@ -80,13 +82,16 @@ def test_duke_layout(tmp_path):
     assert labels(data.splits["gallery"]) == {"0005_c8_f0046985.jpg": (5, 7, NO_CLOTHES)}
 
 
-@pytest.mark.parametrize("fmt, version, train_dir, test_dir", [("msmt17", "MSMT17_V1", "train", "test"),
-                                                               ("msmt17v2", "MSMT17_V2", "mask_train_v2", "mask_test_v2")])
+@pytest.mark.parametrize("fmt, version, train_dir, test_dir", [
+    ("msmt17", "MSMT17_V1", "train", "test"),
+    ("msmt17v2", "MSMT17_V2", "mask_train_v2", "mask_test_v2"),
+])
 def test_msmt17_lists(tmp_path, fmt, version, train_dir, test_dir):
     base = tmp_path / "msmt17" / version
     (base / train_dir).mkdir(parents=True)
     (base / test_dir).mkdir(parents=True)
-    (base / "list_train.txt").write_text("0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_004_15_0303noon_0100_1.jpg 1\n")
+    (base / "list_train.txt").write_text("0000/0000_000_01_0303morning_0015_0.jpg 0\n"
+                                         "0001/0001_004_15_0303noon_0100_1.jpg 1\n")
     (base / "list_val.txt").write_text("0000/0000_001_02_0303morning_0016_0.jpg 0\n")
     (base / "list_query.txt").write_text("0000/0000_000_05_0303morning_0015_0.jpg 0\n")
     (base / "list_gallery.txt").write_text("0000/0000_003_07_0303morning_0015_0.jpg 0\n")
@@ -94,7 +99,8 @@ def test_msmt17_lists(tmp_path, fmt, version, train_dir, test_dir):
     assert [(s.path, s.pid, s.camid) for s in data.train] == [
         (f"msmt17/{version}/{train_dir}/0000/0000_000_01_0303morning_0015_0.jpg", 0, 0),
         (f"msmt17/{version}/{train_dir}/0001/0001_004_15_0303noon_0100_1.jpg", 1, 14)]
-    assert data.splits["query"][0].camid == 4 and data.splits["gallery"][0].path.startswith(f"msmt17/{version}/{test_dir}/")
+    assert data.splits["query"][0].camid == 4
+    assert data.splits["gallery"][0].path.startswith(f"msmt17/{version}/{test_dir}/")
     (base / "list_query.txt").write_text("broken-line\n")
     with pytest.raises(DatasetLayoutError, match="list_query.txt:1"):
         load(fmt, tmp_path)
@@ -172,7 +178,8 @@ def test_ltcc_files_of_another_format_and_broken_links_are_skipped_with_a_warnin
 
     base = tmp_path / "LTCC_ReID"
     for split, names in {"train": ["001_1_c1_000001.png", "002_2_c2_000002.png"],
-                         "query": ["001_3_c3_000003.png"], "test": ["001_1_c4_000004.png", "002_2_c5_000005.png"]}.items():
+                         "query": ["001_3_c3_000003.png"],
+                         "test": ["001_1_c4_000004.png", "002_2_c5_000005.png"]}.items():
         (base / split).mkdir(parents=True)
         for n in names:
             cv2.imwrite(str(base / split / n), np.zeros((8, 4, 3), np.uint8))

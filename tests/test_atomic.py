@@ -40,5 +40,6 @@ def test_pack_cleans_up_after_a_killed_pack(tmp_path, tiny_dataset):
     out = tmp_path / "images.h5"
     leaked = tmp_path / f".images.h5.tmp-{dead_pid()}"
     leaked.write_bytes(b"\x89HDF half")
-    assert pack_main(["--lists", str(tiny_dataset["lists"]), "--root", str(tiny_dataset["root"]), "--out", str(out)]) == 0
+    assert pack_main(["--lists", str(tiny_dataset["lists"]), "--root", str(tiny_dataset["root"]),
+                      "--out", str(out)]) == 0
     assert out.is_file() and not leaked.exists()

@@ -300,7 +300,8 @@ def test_renderer_matches_an_independent_rasterisation(body):
 
 def test_renderer_chunking_changes_nothing_and_gradients_match_finite_differences(body):
     h, w = 24, 16
-    tri = torch.tensor([[[3.0, 4.0], [12.5, 6.0], [6.0, 20.0]], [[1.0, 1.0], [5.0, 2.0], [2.0, 7.5]]], dtype=torch.float64)
+    tri = torch.tensor([[[3.0, 4.0], [12.5, 6.0], [6.0, 20.0]], [[1.0, 1.0], [5.0, 2.0], [2.0, 7.5]]],
+                       dtype=torch.float64)
     faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
     xy = tri.reshape(1, 6, 2).clone().requires_grad_()
     full = soft_silhouettes(xy, faces, h, w, sigma=0.5)

@@ -18,7 +18,8 @@ def cli(exc):
     (InputError("list.txt:3: bad line"), "error: list.txt:3: bad line"),
     (MissingInputError("weights.pth: missing"), "error: weights.pth: missing"),
     (OSError(errno.ENOSPC, "No space left on device", "out.h5"), "error: out.h5: No space left on device"),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.yaml"), "error: x.yaml: No such file or directory"),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.yaml"),
+     "error: x.yaml: No such file or directory"),
 ])
 def test_user_errors_are_one_line_with_exit_2(exc, line, capsys):
     assert cli(exc)() == 2

@@ -127,7 +127,8 @@ def test_the_workflow_schema_enums_are_the_registries():
     assert methods_on_disk == METHODS.names()
 
 
-@pytest.mark.parametrize("kind, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize("kind, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
+                                       ("sgd", torch.optim.SGD)])
 def test_optim_type_picks_the_optimiser_every_method_builds(kind, cls):
     from trainer.methods import build_method
 

@@ -1,5 +1,6 @@
 """DeepChange, LaST and NKUP: fake trees in each dataset's naming scheme, labels worked out by hand from
-reference.md §1.6-1.7 and the NKUP authors' README / issue #2."""
+Simple-CCReID's deepchange.py and last.py (docs/datasets.md#deepchange, docs/datasets.md#last) and the NKUP authors'
+README / issue #2 (nkicsl/NKUP-dataset; docs/datasets.md#nkup)."""
 from pathlib import Path
 
 import numpy as np

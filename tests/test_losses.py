@@ -58,6 +58,8 @@ def test_batch_hard_triplet_on_cosine_distance():
     f = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
     y = torch.tensor([0, 0, 1, 1])
     d = 1 - f @ f.t()  # features already unit length
-    expected = np.mean([max(0.0, d[0, 1] - min(d[0, 2], d[0, 3]) + 0.3), max(0.0, d[1, 0] - min(d[1, 2], d[1, 3]) + 0.3),
-                        max(0.0, d[2, 3] - min(d[2, 0], d[2, 1]) + 0.3), max(0.0, d[3, 2] - min(d[3, 0], d[3, 1]) + 0.3)])
+    expected = np.mean([max(0.0, d[0, 1] - min(d[0, 2], d[0, 3]) + 0.3),
+                        max(0.0, d[1, 0] - min(d[1, 2], d[1, 3]) + 0.3),
+                        max(0.0, d[2, 3] - min(d[2, 0], d[2, 1]) + 0.3),
+                        max(0.0, d[3, 2] - min(d[3, 0], d[3, 1]) + 0.3)])
     assert TripletLoss(0.3)(f, y).item() == pytest.approx(float(expected), abs=1e-6)

@@ -146,7 +146,8 @@ def test_a_broken_pretrained_file_is_named(tmp_path):
 
     bad = tmp_path / "resnet18.pth"
     bad.write_bytes(b"<html>Not Found</html>")
-    with pytest.raises(ValueError, match=r"resnet18.pth: resnet18 ImageNet weights \(model.pretrained\) cannot be read"):
+    with pytest.raises(ValueError,
+                       match=r"resnet18.pth: resnet18 ImageNet weights \(model.pretrained\) cannot be read"):
         build_backbone("resnet18", str(bad))
     torch.save(torch.zeros(3), bad)
     with pytest.raises(ValueError, match="holds a Tensor, not a state dict"):

@@ -124,5 +124,6 @@ def test_cli_reports_a_bad_root_in_one_line(tmp_path, capsys):
 
 def test_prcc_defines_the_single_shot_protocols(tmp_path):
     root = make_tree(tmp_path, train={"002": ["A_1.jpg"]}, test=TEST)
-    single = {p.name: (p.query, p.single_shot_trials, p.seed) for p in load("prcc", root).protocols if p.single_shot_trials}
+    single = {p.name: (p.query, p.single_shot_trials, p.seed)
+              for p in load("prcc", root).protocols if p.single_shot_trials}
     assert single == {"SC_single_shot": ("query_same", 10, 3), "CC_single_shot": ("query_diff", 10, 3)}

@@ -31,7 +31,8 @@ def test_shards_partition_the_manifest():
 
 
 def _records(indices, value):
-    return [{"found": np.bool_(i % 2 == 0), "score": np.float32(value + i), "mask_png": np.arange(i + 1, dtype=np.uint8)}
+    return [{"found": np.bool_(i % 2 == 0), "score": np.float32(value + i),
+             "mask_png": np.arange(i + 1, dtype=np.uint8)}
             for i in indices]
 
 
@@ -61,7 +62,8 @@ def test_merge_aligns_rows_to_the_manifest_whatever_the_shard_order(tmp_path):
 def test_backend_parameters_are_checked():
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['iteration'\]"):
         build("silhouettes", "grabcut", {"iteration": 3})
-    with pytest.raises(ValueError, match="unknown keypoints backend 'openpose'; known: alphapose, groundtruth, mediapipe"):
+    with pytest.raises(ValueError,
+                       match="unknown keypoints backend 'openpose'; known: alphapose, groundtruth, mediapipe"):
         build("keypoints", "openpose")
 
 
@@ -101,14 +103,17 @@ def test_grabcut_finds_the_drawn_person(pack, tmp_path):
     n = len(p)
     run("keypoints", "groundtruth", images, 0, 1, str(tmp_path / "kp.shard"), {}, gt_file(pack))
     merge([tmp_path / "kp.shard"], tmp_path / "kp.h5", n, p.manifest_sha256)
-    run("silhouettes", "grabcut", images, 0, 2, str(tmp_path / "gc0"), {"iterations": 3}, None, (str(tmp_path / "kp.h5"),))
-    run("silhouettes", "grabcut", images, 1, 2, str(tmp_path / "gc1"), {"iterations": 3}, None, (str(tmp_path / "kp.h5"),))
+    run("silhouettes", "grabcut", images, 0, 2, str(tmp_path / "gc0"), {"iterations": 3}, None,
+        (str(tmp_path / "kp.h5"),))
+    run("silhouettes", "grabcut", images, 1, 2, str(tmp_path / "gc1"), {"iterations": 3}, None,
+        (str(tmp_path / "kp.h5"),))
     merge([tmp_path / "gc0", tmp_path / "gc1"], tmp_path / "gc.h5", n, p.manifest_sha256)
     result = quality(str(tmp_path / "gc.h5"), images, gt_file(pack))
     assert result["found_rate"] == 1.0 and result["mean_iou"] > 0.6
     with Store(tmp_path / "gc.h5") as store:
         assert json.loads(store.attrs["inputs"])["keypoints"]["backend"] == "groundtruth"
-        assert json.loads(store.attrs["params"])["iterations"] == 3 and store.attrs["backend_version"].startswith("opencv")
+        assert json.loads(store.attrs["params"])["iterations"] == 3
+        assert store.attrs["backend_version"].startswith("opencv")
 
 
 def test_parsing_foreground_backend_reads_a_parsing_record():
@@ -178,7 +183,8 @@ def test_cli_runs_shards_merges_and_exports_alphapose_json(pack, tmp_path, capsy
 
 def test_missing_or_wrong_model_file_stops_before_any_work(pack, tmp_path, capsys):
     images = str(pack["images"])
-    args = ["run", "--stage", "keypoints", "--backend", "groundtruth", "--images", images, "--out", str(tmp_path / "o.h5")]
+    args = ["run", "--stage", "keypoints", "--backend", "groundtruth", "--images", images,
+            "--out", str(tmp_path / "o.h5")]
     assert stages_main(args + ["--model-file", str(tmp_path / "fast_res50_256x192.pth")]) == 2
     assert "fast_res50_256x192.pth: model file missing" in capsys.readouterr().err
     assert stages_main(args + ["--model-file", gt_file(pack), "--sha256", "0" * 64]) == 2

@@ -89,7 +89,8 @@ def test_cloth_scheme_on_an_atr_label_map():
 
 
 def test_cloth_scheme_errors_name_the_labels():
-    backend = build("cloth_masks", "parsing", {"label_set": "atr", **{**ATR_SCHEME, "cloth": ["upper-clothes", "coat"]}})
+    backend = build("cloth_masks", "parsing",
+                    {"label_set": "atr", **{**ATR_SCHEME, "cloth": ["upper-clothes", "coat"]}})
     with pytest.raises(ValueError, match=r"names \['coat'\]"):
         backend.bind({"parsing": {"labels": json.dumps(ATR)}})
     merge7 = {k: v for k, v in ATR_SCHEME["merge7"].items() if k != "arms"}
@@ -161,7 +162,8 @@ def test_bicubic_restoration_and_missing_faces():
     out = backend(np.zeros((4, 4, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": face, "found": np.bool_(True)}}))
     assert out["found"] and decode_rgb(out["restored_png"]).shape == (32, 32, 3)
     assert (decode_rgb(out["restored_png"]) == 100).all() and np.array_equal(out["lr_png"], face)
-    missing = backend(np.zeros((4, 4, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": face, "found": np.bool_(False)}}))
+    missing = backend(np.zeros((4, 4, 3), np.uint8),
+                      Item(0, "x", {"faces": {"crop_png": face, "found": np.bool_(False)}}))
     assert not missing["found"] and not decode_rgb(missing["restored_png"]).any()  # consumers see found=false
 
 
@@ -249,9 +251,11 @@ def official_schp_keys(n: int) -> dict[str, tuple[int, ...]]:
         keys[f"edge.conv{i}.0.weight"] = (256, c, 1, 1)
         abn(f"edge.conv{i}.1", 256)
     keys.update({"edge.conv4.weight": (2, 256, 3, 3), "edge.conv4.bias": (2,), "edge.conv5.weight": (2, 6, 1, 1),
-                 "edge.conv5.bias": (2,), "decoder.conv1.0.weight": (256, 512, 1, 1), "decoder.conv2.0.weight": (48, 256, 1, 1),
+                 "edge.conv5.bias": (2,), "decoder.conv1.0.weight": (256, 512, 1, 1),
+                 "decoder.conv2.0.weight": (48, 256, 1, 1),
                  "decoder.conv3.0.weight": (256, 304, 1, 1), "decoder.conv3.2.weight": (256, 256, 1, 1),
-                 "decoder.conv4.weight": (n, 256, 1, 1), "decoder.conv4.bias": (n,), "fushion.0.weight": (256, 1024, 1, 1),
+                 "decoder.conv4.weight": (n, 256, 1, 1), "decoder.conv4.bias": (n,),
+                 "fushion.0.weight": (256, 1024, 1, 1),
                  "fushion.3.weight": (n, 256, 1, 1), "fushion.3.bias": (n,)})
     for prefix, c in (("decoder.conv1.1", 256), ("decoder.conv2.1", 48), ("decoder.conv3.1", 256),
                       ("decoder.conv3.3", 256), ("fushion.1", 256)):
@@ -272,7 +276,8 @@ def test_schp_loads_official_checkpoint_layout_and_parses(tmp_path):
         if k.endswith("running_var"):
             state[k] = state[k].abs() + 1
     torch.save({"state_dict": state}, tmp_path / "exp-schp-201908301523-atr.pth")  # SCHP's own file layout
-    backend = build("parsing", "schp-atr", {"input_size": 96, "device": "cpu"}, str(tmp_path / "exp-schp-201908301523-atr.pth"))
+    backend = build("parsing", "schp-atr", {"input_size": 96, "device": "cpu"},
+                    str(tmp_path / "exp-schp-201908301523-atr.pth"))
     assert json.loads(backend.store_attrs()["labels"]) == list(LABEL_SETS["atr"])
     out = backend(np.random.default_rng(0).integers(0, 255, (150, 60, 3), dtype=np.uint8), Item(0, "x.jpg"))
     labels = decode_png(out["labels_png"])
@@ -345,7 +350,8 @@ def official_gpen_keys(size: int, channel_multiplier: int, narrow: float) -> dic
     cin = ch[size]
     for n, i in enumerate(range(log_size, 2, -1), start=1):
         cout = ch[2 ** (i - 1)]
-        keys[f"ecd{n}.0.0.kernel"], keys[f"ecd{n}.0.1.weight"], keys[f"ecd{n}.0.2.bias"] = (4, 4), (cout, cin, 3, 3), (cout,)
+        keys[f"ecd{n}.0.0.kernel"], keys[f"ecd{n}.0.1.weight"], keys[f"ecd{n}.0.2.bias"] = (
+            (4, 4), (cout, cin, 3, 3), (cout,))
         cin = cout
     keys["final_linear.0.weight"], keys["final_linear.0.bias"] = (512, ch[4] * 16), (512,)
     return keys
@@ -394,7 +400,8 @@ def test_gpen_restores_through_the_checkpoint_path(tmp_path):
     out = backend(np.zeros((8, 8, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": crop, "found": np.bool_(True)}}))
     restored = decode_rgb(out["restored_png"])
     assert out["found"] and restored.shape == (256, 256, 3) and restored.std() > 0
-    missing = backend(np.zeros((8, 8, 3), np.uint8), Item(0, "x", {"faces": {"crop_png": crop, "found": np.bool_(False)}}))
+    missing = backend(np.zeros((8, 8, 3), np.uint8),
+                      Item(0, "x", {"faces": {"crop_png": crop, "found": np.bool_(False)}}))
     assert not missing["found"] and not decode_rgb(missing["restored_png"]).any()
     with pytest.raises(ValueError, match="not a GPEN-BFR-512 checkpoint"):
         build("faces_restored", "gpen", {"size": 512, "device": "cpu"}, str(tmp_path / "GPEN-BFR-256.pth"))

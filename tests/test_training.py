@@ -199,7 +199,8 @@ def test_config_errors_name_the_key():
 def test_overrides_take_the_type_of_the_value_they_replace():
     assert cfg("cal", "optim.lr=5e-4")["optim"]["lr"] == 5e-4  # YAML 1.1 reads 5e-4 as a string
     assert isinstance(cfg("cal", "optim.lr=1")["optim"]["lr"], float)
-    for bad, expected in [("optim.lr=fast", "optim.lr: expected a number"), ("epochs=2.5", "epochs: expected an integer"),
+    for bad, expected in [("optim.lr=fast", "optim.lr: expected a number"),
+                          ("epochs=2.5", "epochs: expected an integer"),
                           ("amp=1", "amp: expected a boolean"), ("optim.milestones=[1, x]", r"milestones\[1\]"),
                           ("model=resnet50", "model: expected a mapping"), ("model.backbone=3", "expected a string")]:
         with pytest.raises(ConfigError, match=expected):
@@ -260,7 +261,8 @@ def test_train_cli_names_a_bad_override(tmp_path, tiny_dataset, capsys):
     from trainer.train import main
 
     code = main(["--method-config", str(REPO / "config/methods/cal.yaml"), "--scale", "tiny", "--set", "optim.lrr=1",
-                 "--lists", str(tiny_dataset["lists"]), "--images", str(tiny_dataset["images"]), "--out", str(tmp_path)])
+                 "--lists", str(tiny_dataset["lists"]), "--images", str(tiny_dataset["images"]),
+                 "--out", str(tmp_path)])
     assert code == 2 and "unknown key 'lrr'" in capsys.readouterr().err
 
 

@@ -1,5 +1,5 @@
-"""CCVID video: tracklet lists, clip construction (worked examples from reference.md §2.4), clip-averaged
-features, and a tiny video dataset trained and evaluated end to end."""
+"""CCVID video: tracklet lists, clip construction (worked examples from docs/protocols.md#ccvid-clips),
+clip-averaged features, and a tiny video dataset trained and evaluated end to end."""
 import json
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from pipeline.datasets import DatasetLayoutError, load
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol, read_split, write_lists
 from pipeline.pack import listed_paths
-from trainer.clips import dense_chunks, random_crop, evaluation_clips
+from trainer.clips import dense_chunks, evaluation_clips, random_crop
 from trainer.features import average_by_owner
 from trainer.models import FeatureNet
 from trainer.transforms import TrainTransform
@@ -163,7 +163,8 @@ def test_ccvid_errors_name_the_line(tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"query.txt:1"):
         load("ccvid", tmp_path)
     (base / "query.txt").write_text("session9/101_01 101 u1\n")
-    with pytest.raises(DatasetLayoutError, match=r"session9/101_01: expected the tracklet folder named in .*query.txt:1"):
+    with pytest.raises(DatasetLayoutError,
+                       match=r"session9/101_01: expected the tracklet folder named in .*query.txt:1"):
         load("ccvid", tmp_path)
 
 
@@ -192,7 +193,8 @@ def test_video_dataset_trains_and_evaluates_end_to_end(tmp_path):
     write_lists(load("ccvid", tmp_path / "raw"), lists, "ccvid", tmp_path / "raw")
     from pipeline.pack import main as pack_main
 
-    assert pack_main(["--lists", str(lists), "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "images.h5")]) == 0
+    assert pack_main(["--lists", str(lists), "--root", str(tmp_path / "raw"),
+                      "--out", str(tmp_path / "images.h5")]) == 0
     assert len(ImagePack(tmp_path / "images.h5")) == 8 * 12 + 9 * 20
     cfg = load_method_config(REPO / "config/methods/cal.yaml", "tiny",
                              ["model.pooling=max", "data.video.seq_len=4", "data.video.dense_step=8"])

@@ -84,7 +84,8 @@ def test_a_bad_weights_file_is_named_with_what_is_wrong_and_where_to_get_it(tmp_
 def test_a_file_that_would_run_code_is_refused_unopened(tmp_path):
     marker = tmp_path / "ran"
     path = saved(tmp_path, "evil.pth", {"w": torch.zeros(1), "x": Payload(marker)})
-    with pytest.raises(ValueError, match=r"refused unopened: WeightsUnpickler error: Unsupported global: GLOBAL io.open .*by default\.\)"):
+    with pytest.raises(ValueError, match=r"refused unopened: WeightsUnpickler error: "
+                                         r"Unsupported global: GLOBAL io.open .*by default\.\)"):
         load_torch_file(path, "weights")
     assert not marker.exists()
     legacy = saved(tmp_path, "evil-legacy.pth", {"x": Payload(marker)}, legacy=True)

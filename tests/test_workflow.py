@@ -12,7 +12,8 @@ from .conftest import REPO
 
 TINY_CONFIG = {
     "datasets": {"tiny": {"format": "prcc", "root": "data/raw/tiny", "scale": "tiny",
-                          "synthetic": {"seed": 1, "train_ids": 6, "test_ids": 4, "val_ids": 1, "images_per_camera": 2}}},
+                          "synthetic": {"seed": 1, "train_ids": 6, "test_ids": 4, "val_ids": 1,
+                                        "images_per_camera": 2}}},
     "methods": ["baseline", "cal"],
     "device": "cpu",
     "targets": ["tiny/cal"],
@@ -153,7 +154,8 @@ def test_switching_a_stage_backend_reruns_only_that_stage_and_its_dependants(wor
         if change:
             change(c)
         (workflow / "stages.yaml").write_text(yaml.safe_dump(c))
-        return jobs_planned(snakemake(workflow, "-n", "results/tiny/shapeaware/metrics.json", "--configfile", "stages.yaml"))
+        return jobs_planned(snakemake(workflow, "-n", "results/tiny/shapeaware/metrics.json",
+                                      "--configfile", "stages.yaml"))
 
     plan()
     snakemake(workflow, "--cores", "2", "results/tiny/shapeaware/metrics.json", "--configfile", "stages.yaml")
@@ -230,7 +232,8 @@ def test_a_bad_backend_or_parameter_stops_the_plan(workflow, backends, stages, e
 def test_allow_none_found_reaches_the_shard_command(workflow):
     cfg = {"backends": {"faces": {"mediapipe": {"allow_none_found": True}}}}
     (workflow / "allownone.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(workflow, "-n", "-p", "data/derived/synthetic/faces/mediapipe.h5", "--configfile", "allownone.yaml")
+    proc = snakemake(workflow, "-n", "-p", "data/derived/synthetic/faces/mediapipe.h5",
+                     "--configfile", "allownone.yaml")
     faces = [ln for ln in proc.stdout.splitlines() if "--stage faces" in ln]
     others = [ln for ln in proc.stdout.splitlines() if "pipeline.stages run" in ln and "--stage faces" not in ln]
     assert faces and all("--allow-none-found" in ln for ln in faces)

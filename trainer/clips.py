@@ -1,5 +1,6 @@
-"""How video tracklets become clips (reference.md §1.5, §2.4; Simple-CCReID's ccvid.py and
-temporal_transforms.py), as frame-index lists so they can be tested against worked examples.
+"""How video tracklets become clips (Simple-CCReID's data/datasets/ccvid.py and
+data/temporal_transforms.py; docs/protocols.md#ccvid-clips), as frame-index lists so they can be tested
+against worked examples.
 
 - training: each tracklet is cut into chunks of `step` frames (the last chunk keeps the remainder;
   a shorter tracklet stays whole), and every time a chunk is drawn, a random crop picks its frames;

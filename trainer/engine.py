@@ -56,7 +56,8 @@ def _rng_state() -> dict:
 def _set_rng_state(rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
     n = rng["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     random.setstate(rng["python"])
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
@@ -144,7 +145,8 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         method.train(True)
         sums: dict[str, float] = defaultdict(float)
         steps, t0 = 0, time.time()
-        for images, pids, camids, clothes in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=None, leave=False):
+        for images, pids, camids, clothes in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=None,
+                                                  leave=False):
             stats = method.train_step(to_device(images, device), pids.to(device), camids.to(device),
                                       clothes.to(device), epoch, precision)
             for k, v in stats.items():
@@ -158,7 +160,8 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         records.append(record)
         if D.rank() == 0:
             save_checkpoint(checkpoint, method, epoch, identity, precision, records)
-            line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "eval")
+            line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in record.items() if k != "eval")
             print(line + (f" eval={json.dumps(record['eval'])}" if "eval" in record else ""), flush=True)
             if history is not None:
                 with history.open("a") as fh:

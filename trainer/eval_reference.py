@@ -1,4 +1,5 @@
-"""A straightforward per-query port of reference.md §2.1's definitions.
+"""A straightforward per-query port of the good/junk and metric definitions of Simple-CCReID's
+tools/eval_metrics.py (docs/protocols.md#good-and-junk, docs/protocols.md#metrics).
 
 Kept as the executable specification that `trainer.evaluation` is tested against, and as the
 baseline its speed is measured against (benchmarks/bench_evaluation.py). Never used in the pipeline.

@@ -1,4 +1,5 @@
-"""Re-ID ranking metrics with Simple-CCReID's exact good/junk rules (reference.md §2.1), vectorised.
+"""Re-ID ranking metrics with Simple-CCReID's exact good/junk rules (its tools/eval_metrics.py;
+docs/protocols.md#good-and-junk), vectorised.
 
 Gallery items are ranked by ascending distance; junk items are removed from the ranking; CMC marks
 every rank from the first good match on; AP is the mean over good matches of (i / rank_i), ranks
@@ -27,7 +28,7 @@ def _rows_per_block(num_gallery: int, memory_bytes: int) -> int:
 
 
 def _masks(q_pids, q_camids, q_clothes, gallery, mode):
-    """good and junk (Q×G, gallery order) by reference.md §2.1."""
+    """good and junk (Q×G, gallery order) by Simple-CCReID's rules (docs/protocols.md#good-and-junk)."""
     g_pids, g_camids, g_clothes = gallery
     same_pid = g_pids[None, :] == q_pids[:, None]
     same_cam = g_camids[None, :] == q_camids[:, None]
@@ -125,7 +126,8 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes=None, g_clot
     query, gallery = _check(mode, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes)
     q, g = distmat.shape
     if (q, g) != (len(query[0]), len(gallery[0])):
-        raise ValueError(f"distmat is {q}×{g} but there are {len(query[0])} queries and {len(gallery[0])} gallery items")
+        raise ValueError(f"distmat is {q}×{g} but there are {len(query[0])} queries and "
+                         f"{len(gallery[0])} gallery items")
     step = _rows_per_block(g, memory_bytes)
     blocks = ((slice(i, i + step), distmat[i : i + step]) for i in range(0, q, step))
     return _run(blocks, query, gallery, mode)

@@ -1,7 +1,8 @@
 """Test-time features and protocol evaluation.
 
-Images (reference.md §2.2): f(x) + f(flip(x)), L2-normalised. Video tracklets (§2.4): the BN features
-of all of a tracklet's test clips averaged (not normalised first), then L2-normalised; no flip.
+Images (Simple-CCReID's test.py; docs/protocols.md#image-features): f(x) + f(flip(x)), L2-normalised.
+Video tracklets (docs/protocols.md#video-features): the BN features of all of a tracklet's test clips
+averaged (not normalised first), then L2-normalised; no flip.
 """
 from __future__ import annotations
 

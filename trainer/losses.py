@@ -1,4 +1,5 @@
-"""Losses of CAL's code (reference.md §3.2): label-smoothed CE, cosine batch-hard triplet, CosFace, CAL."""
+"""Losses of CAL's code (Simple-CCReID's losses/*.py; CAL paper eqs. (2)–(5); docs/methods.md#losses):
+label-smoothed CE, cosine batch-hard triplet, CosFace, CAL."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
-"""P×K identity sampling exactly as Simple-CCReID's (Distributed)RandomIdentitySampler (reference.md §3.5)."""
+"""P×K identity sampling exactly as Simple-CCReID's (Distributed)RandomIdentitySampler (its data/samplers.py;
+docs/methods.md#sampler)."""
 from __future__ import annotations
 
 from collections import defaultdict

@@ -143,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lists", required=True)
     ap.add_argument("--images", required=True)
     ap.add_argument("--store", action="append", default=[], metavar="STAGE=PATH",
-                    help="a preprocessing store the method requires, e.g. keypoints=data/derived/prcc/keypoints/mediapipe.h5")
+                    help="a preprocessing store the method requires, "
+                         "e.g. keypoints=data/derived/prcc/keypoints/mediapipe.h5")
     ap.add_argument("--body-model", default=None, help="SMPL-format body model .pkl (3DSL)")
-    ap.add_argument("--mocap", default=None, help="real SMPL parameters: an AMASS-style .npz or a folder of them (3DSL)")
+    ap.add_argument("--mocap", default=None,
+                    help="real SMPL parameters: an AMASS-style .npz or a folder of them (3DSL)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")

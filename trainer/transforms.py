@@ -1,4 +1,5 @@
-"""Image transforms of CAL's pipeline (reference.md §3.5), on uint8 RGB arrays -> normalised tensors.
+"""Image transforms of CAL's pipeline (Simple-CCReID's data/img_transforms.py; docs/methods.md#transforms),
+on uint8 RGB arrays -> normalised tensors.
 
 RandomCroping and RandomErasing are written here rather than taken from torchvision because CAL's
 versions differ in ways that change the augmentation distribution: the crop enlarges by a fixed

@@ -2,7 +2,7 @@
 python -m pipeline.datasets check --format F --root R   read a raw dataset and report what is found and wrong
 
 Run `check` before an expensive job: it parses every file name, prints the per-split summary and
-compares it with the published counts (reference.md §1).
+compares it with the published counts (docs/datasets.md#published-counts).
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = compare_counts(data)
     for w in problems:
         print(f"warning: {w}")
-    print("counts match the published ones" if not problems else f"{len(problems)} count(s) differ from the published ones")
+    print("counts match the published ones" if not problems
+          else f"{len(problems)} count(s) differ from the published ones")
     return 0
 
 

@@ -38,7 +38,7 @@ class Protocol:
     name: str
     query: str
     gallery: str
-    mode: str = "general"  # general | CC | SC (reference.md §2.1)
+    mode: str = "general"  # general | CC | SC (docs/protocols.md#good-and-junk)
     cameras: tuple[int, ...] | None = None  # keep only these camids in query and gallery (VC-Clothes sc/cc)
     single_shot_trials: int = 0  # >0: that many galleries of one random image per identity, metrics averaged
     seed: int = 0  # seeds the single-shot draws
@@ -60,7 +60,7 @@ class DatasetSplits:
     has_clothes: bool = True  # training samples carry clothes labels (what clothes-based methods need)
     notes: list[str] = field(default_factory=list)
     clothes_labels: str = "annotated"  # where clothes ids come from: said, never implied
-    video: dict | None = None  # video datasets: the test clip construction (reference.md §2.4)
+    video: dict | None = None  # video datasets: the test clip construction (docs/protocols.md#ccvid-clips)
 
     @property
     def train(self) -> list[Sample]:
@@ -171,7 +171,7 @@ def relabel(keys) -> dict:
 
 def parse_names(directory: Path, suffix: str, pattern, what: str) -> list[tuple[Path, tuple[str, ...]]]:
     """The split folder's `suffix` images with `pattern` applied to each file's name (never the full
-    path: reference.md's LTCC pitfall)."""
+    path: Simple-CCReID's ltcc.py matches the full path; docs/datasets.md#conventions)."""
     out = []
     for f in split_images(directory, suffix):
         m = pattern.search(f.name)

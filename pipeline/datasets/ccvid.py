@@ -1,4 +1,5 @@
-"""CCVID, the clothes-changing video dataset (reference.md §1.5; labels as Simple-CCReID's ccvid.py).
+"""CCVID, the clothes-changing video dataset (docs/datasets.md#ccvid; labels as Simple-CCReID's
+data/datasets/ccvid.py).
 
 <ROOT>/CCVID/{train,query,gallery}.txt   lines `<tracklet path> <pid> <clothes label>`
 <ROOT>/CCVID/session{1,2,3}/<pid>_<walk>/  the tracklet's frames, in file-name order

@@ -1,7 +1,8 @@
 """LTCC and VC-Clothes: flat train/query/gallery folders whose file names carry pid, camera and clothes.
 
-Labels as Simple-CCReID's ltcc.py and vcclothes.py derive them (reference.md §1.2, §1.3): training pids
-and clothes relabelled over sorted keys; test pids raw; test clothes relabelled over query ∪ gallery.
+Labels as Simple-CCReID's data/datasets/ltcc.py and vcclothes.py derive them (docs/datasets.md#ltcc,
+docs/datasets.md#vc-clothes): training pids and clothes relabelled over sorted keys; test pids raw; test
+clothes relabelled over query ∪ gallery.
 Patterns are applied to file names only.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Published split sizes (reference.md §1) and the comparison the lists step warns with.
+"""Published split sizes (docs/datasets.md#published-counts) and the comparison the lists step warns with.
 
-Only counts reference.md gives are here; values it marks [unverified] are flagged so, and a mismatch
-with them is reported as such rather than as an error in the user's copy.
+Only counts with a public source are here; values that could not be traced to an authoritative file are
+marked [unverified], and a mismatch with them is reported as such rather than as an error in the user's copy.
 """
 from __future__ import annotations
 

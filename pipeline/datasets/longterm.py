@@ -1,5 +1,6 @@
-"""Long-term clothes-changing datasets: DeepChange, LaST (Simple-CCReID's loaders, reference.md §1.6-1.7)
-and NKUP (the authors' README; no official loader exists).
+"""Long-term clothes-changing datasets: DeepChange, LaST (Simple-CCReID's loaders,
+data/datasets/deepchange.py and last.py; docs/datasets.md#deepchange, docs/datasets.md#last) and NKUP
+(the authors' README, nkicsl/NKUP-dataset; no official loader exists; docs/datasets.md#nkup).
 
 None of them annotates outfits the way PRCC, LTCC or VC-Clothes do, so each says where its clothes ids
 come from (`clothes_labels`): DeepChange and NKUP approximate an outfit by (identity, recording day), as
@@ -10,8 +11,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (NO_CLOTHES, DatasetLayoutError, DatasetSplits, Protocol, Sample, image_files, parse_names,
-                   register, relabel, require_dir, split_images)
+from .base import (
+    NO_CLOTHES,
+    DatasetLayoutError,
+    DatasetSplits,
+    Protocol,
+    Sample,
+    image_files,
+    parse_names,
+    register,
+    relabel,
+    require_dir,
+    split_images,
+)
 
 GENERAL = [Protocol("general", "query", "gallery", "general")]
 
@@ -23,7 +35,8 @@ def _rel(path: Path, root: Path) -> str:
 def _labelled(entries, root: Path, train: bool, clothes_map: dict) -> list[Sample]:
     """entries: (file, pid, camid, clothes_key); training pids relabelled over sorted pids."""
     pid_map = relabel(e[1] for e in entries) if train else None
-    return [Sample(_rel(f, root), pid_map[pid] if train else pid, cam, clothes_map[key]) for f, pid, cam, key in entries]
+    return [Sample(_rel(f, root), pid_map[pid] if train else pid, cam, clothes_map[key])
+            for f, pid, cam, key in entries]
 
 
 def _test_pair(query, gallery, root: Path, prefix: str = "") -> dict[str, list[Sample]]:
@@ -65,7 +78,8 @@ def _deepchange_entries(base: Path, folder: str):
             missing.append(image)
         entries.append((image, pid, tracklet_id, tokens[0] + tokens[2]))
     if missing:
-        raise DatasetLayoutError(f"{missing[0]}: listed in {list_file} but missing ({len(missing)} listed images missing)")
+        raise DatasetLayoutError(f"{missing[0]}: listed in {list_file} but missing "
+                                 f"({len(missing)} listed images missing)")
     if not entries:
         raise DatasetLayoutError(f"{list_file}: empty")
     return entries

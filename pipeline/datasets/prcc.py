@@ -1,4 +1,4 @@
-"""PRCC (reference.md §1.1; labels as Simple-CCReID's data/datasets/prcc.py derives them).
+"""PRCC (docs/datasets.md#prcc; labels as Simple-CCReID's data/datasets/prcc.py derives them).
 
 <ROOT>/prcc/rgb/{train,val}/<pid>/<cam>*.jpg   camera = first letter of the file name
 <ROOT>/prcc/rgb/test/{A,B,C}/<pid>/*.jpg       camera = the folder
@@ -38,7 +38,8 @@ def _train_like(directory: Path, root: Path) -> list[Sample]:
         raise DatasetLayoutError(f"{directory}: no images found (expected <pid>/<A|B|C>*.jpg)")
     pid2label = {pid: i for i, pid in enumerate(sorted({e[1] for e in entries}))}
     clothes2label = {key: i for i, key in enumerate(sorted({e[3] for e in entries}))}
-    return [Sample(_rel(img, root), pid2label[pid], CAM2LABEL[cam], clothes2label[key]) for img, pid, cam, key in entries]
+    return [Sample(_rel(img, root), pid2label[pid], CAM2LABEL[cam], clothes2label[key])
+            for img, pid, cam, key in entries]
 
 
 def _test(test_dir: Path, root: Path) -> dict[str, list[Sample]]:
@@ -68,19 +69,23 @@ def _test(test_dir: Path, root: Path) -> dict[str, list[Sample]]:
 def load_prcc(root: Path) -> DatasetSplits:
     rgb = root / "prcc" / "rgb"
     if not rgb.is_dir():
-        raise DatasetLayoutError(f"{rgb}: expected PRCC's layout <ROOT>/prcc/rgb/{{train,val,test}} under the root {root}")
+        raise DatasetLayoutError(f"{rgb}: expected PRCC's layout <ROOT>/prcc/rgb/{{train,val,test}} "
+                                 f"under the root {root}")
     splits = {"train": _train_like(require_dir(rgb / "train", "PRCC rgb/train/"), root)}
     if (rgb / "val").is_dir():
         splits["val"] = _train_like(rgb / "val", root)
     splits.update(_test(require_dir(rgb / "test", "PRCC rgb/test/"), root))
     protocols = [
-        # Simple-CCReID test_prcc: both with the general rule; cameras always differ (§2.3), multi-shot
+        # Simple-CCReID test_prcc: both with the general rule; cameras always differ, multi-shot
+        # (docs/protocols.md#prcc)
         Protocol("SC", query="query_same", gallery="gallery", mode="general"),
         Protocol("CC", query="query_diff", gallery="gallery", mode="general"),
         # PRCC's original single-shot protocol: one random gallery image per identity, 10 trials with
         # Python's random seeded 3 as Simple-CCReID draws them, averaged
-        Protocol("SC_single_shot", query="query_same", gallery="gallery", mode="general", single_shot_trials=10, seed=3),
-        Protocol("CC_single_shot", query="query_diff", gallery="gallery", mode="general", single_shot_trials=10, seed=3),
+        Protocol("SC_single_shot", query="query_same", gallery="gallery", mode="general", single_shot_trials=10,
+                 seed=3),
+        Protocol("CC_single_shot", query="query_diff", gallery="gallery", mode="general", single_shot_trials=10,
+                 seed=3),
     ]
     return DatasetSplits("prcc", splits, protocols, has_clothes=True,
                          notes=["val is parsed like train and is used neither for training nor evaluation"])

@@ -1,4 +1,6 @@
-"""Standard Re-ID datasets without clothes labels (torchreid's loaders, reference.md §1.8).
+"""Standard Re-ID datasets without clothes labels (torchreid's loaders, KaiyangZhou/deep-person-reid
+torchreid/data/datasets/image/*.py; docs/datasets.md#market-1501, docs/datasets.md#dukemtmc-reid,
+docs/datasets.md#msmt17).
 
 They carry clothes_id -1 (NO_CLOTHES) and has_clothes false: clothes labels are never invented.
 """
@@ -7,7 +9,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import NO_CLOTHES, DatasetLayoutError, DatasetSplits, Protocol, Sample, parse_names, register, relabel, require_dir
+from .base import (
+    NO_CLOTHES,
+    DatasetLayoutError,
+    DatasetSplits,
+    Protocol,
+    Sample,
+    parse_names,
+    register,
+    relabel,
+    require_dir,
+)
 
 DUKE_MARKET = re.compile(r"([-\d]+)_c(\d)")
 GENERAL = [Protocol("general", "query", "gallery", "general")]
@@ -84,7 +96,8 @@ CELEB = re.compile(r"([-\d]+)_(\d)")
 
 
 def _celeb(root: Path, folder: str, fmt: str) -> DatasetSplits:
-    """Celeb-reID(-light) as its official loader reads it (reference.md §1.4): pid = x of x_y_z.jpg, camera =
+    """Celeb-reID(-light) as its official loader reads it (Huang-3/Celeb-reID
+    reid/data_loader_1stream.py; docs/datasets.md#celeb-reid): pid = x of x_y_z.jpg, camera =
     first digit of y minus 1. No clothes labels; the official open-reid evaluation is the general rule."""
     base = require_dir(root / folder, f"Celeb-reID's layout <ROOT>/{folder}/{{train,query,gallery}}")
 

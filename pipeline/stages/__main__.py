@@ -7,7 +7,8 @@ python -m pipeline.stages contact-sheet --images images.h5 --out sheet.png [--co
 python -m pipeline.stages backends
 
 `run` computes one shard of a stage; `merge` joins the shards into the store aligned to images.h5 and
-writes the found-rate summary; `export-alphapose` writes AlphaPose's own results format (reference.md §5.5).
+writes the found-rate summary; `export-alphapose` writes AlphaPose's own results format
+(MVIG-SJTU/AlphaPose docs/output.md; docs/preprocessing.md#alphapose-results).
 A shard in which the backend finds nothing at all is an error (wrong parameters, weights or inputs look
 exactly like that) unless --allow-none-found says that is expected.
 """

@@ -18,7 +18,8 @@ MERGE7 = ("background", "head", "tops", "bottoms", "dress", "arms", "lower_limbs
 
 
 def deskpro_target(cloth: np.ndarray, epsilon: float = 0.1) -> np.ndarray:
-    """DeSKPro's cloth-irrelevant attention target (reference.md §4.3): ε on cloth pixels, 1 elsewhere."""
+    """DeSKPro's cloth-irrelevant attention target (KimbingNg/DeskPro
+    model/deskpro/deskpro.py; docs/preprocessing.md#cloth-masks): ε on cloth pixels, 1 elsewhere."""
     return np.where(cloth > 0, epsilon, 1.0).astype(np.float32)
 
 
@@ -36,7 +37,8 @@ class ClothFromParsing(Backend):
     def bind(self, input_attrs: dict[str, dict]) -> None:
         labels = json.loads(input_attrs["parsing"]["labels"])
         index = {name: i for i, name in enumerate(labels)}
-        named = list(self.params["cloth"]) + list(self.params["erase"]) + [n for v in self.params["merge7"].values() for n in v]
+        named = (list(self.params["cloth"]) + list(self.params["erase"])
+                 + [n for v in self.params["merge7"].values() for n in v])
         unknown = sorted(set(named) - set(index))
         if unknown:
             raise InputError(f"cloth scheme names {unknown}, which the parsing store's label set "

@@ -32,8 +32,8 @@ TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.73
 def align(image: np.ndarray, points: np.ndarray, template_points: np.ndarray, size: int) -> np.ndarray | None:
     """Warp `image` by the similarity transform that takes `points` (N×2) onto `template_points` (the
     same N points of the 112×112 template) scaled to size×size; None when no transform fits."""
-    matrix, _ = cv2.estimateAffinePartial2D(points.reshape(-1, 1, 2), (template_points * size / 112.0).reshape(-1, 1, 2),
-                                            method=cv2.LMEDS)
+    matrix, _ = cv2.estimateAffinePartial2D(points.reshape(-1, 1, 2),
+                                            (template_points * size / 112.0).reshape(-1, 1, 2), method=cv2.LMEDS)
     if matrix is None:
         return None
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
@@ -57,8 +57,9 @@ def search_region(shape, keypoints: dict | None, around_head: bool = True) -> tu
 
 
 def not_found(size: int) -> dict:
-    return {"found": np.bool_(False), "box": np.full(4, np.nan, np.float32), "landmarks": np.full((5, 2), np.nan, np.float32),
-            "score": np.float32(0), "crop_png": encode_rgb(np.zeros((size, size, 3), np.uint8))}
+    return {"found": np.bool_(False), "box": np.full(4, np.nan, np.float32),
+            "landmarks": np.full((5, 2), np.nan, np.float32), "score": np.float32(0),
+            "crop_png": encode_rgb(np.zeros((size, size, 3), np.uint8))}
 
 
 @register
@@ -67,7 +68,8 @@ class MediaPipeFaces(Backend):
     # short-range model (0): in an upscaled head region the face fills the frame (measured: 80% found on
     # synthetic faces with it, 40% with the full-range model 1)
     defaults = {"min_confidence": 0.5, "crop_size": 224, "head_region": True, "head_size": 192, "model_selection": 0}
-    limits = {"min_confidence": UNIT, "crop_size": AT_LEAST_1, "head_size": AT_LEAST_1, "model_selection": OneOf((0, 1))}
+    limits = {"min_confidence": UNIT, "crop_size": AT_LEAST_1, "head_size": AT_LEAST_1,
+              "model_selection": OneOf((0, 1))}
     input_stages = optional_inputs = ("keypoints",)
 
     def __init__(self, params=None, model_file=None):
@@ -95,8 +97,8 @@ class MediaPipeFaces(Backend):
         best = max(result.detections, key=lambda d: d.score[0])
         rh, rw = region.shape[:2]
         b = best.location_data.relative_bounding_box
-        box = np.array([x1 + b.xmin * rw, y1 + b.ymin * rh, x1 + (b.xmin + b.width) * rw, y1 + (b.ymin + b.height) * rh],
-                       np.float32)
+        box = np.array([x1 + b.xmin * rw, y1 + b.ymin * rh,
+                        x1 + (b.xmin + b.width) * rw, y1 + (b.ymin + b.height) * rh], np.float32)
         marks = np.array([(x1 + k.x * rw, y1 + k.y * rh) for k in best.location_data.relative_keypoints], np.float32)
         eyes = marks[[0, 1]][np.argsort(marks[[0, 1], 0])]  # image-left eye first, as RetinaFace orders them
         landmarks = np.full((5, 2), np.nan, np.float32)
@@ -144,8 +146,8 @@ class RetinaFaceDetector(Backend):
     def __call__(self, image: np.ndarray, item: Item) -> dict:
         size = self.params["crop_size"]
         x1, y1, x2, y2 = search_region(image.shape[:2], item.inputs.get("keypoints"), self.params["head_region"])
-        faces = [f for f in self.model.predict_jsons(np.ascontiguousarray(image[y1:y2, x1:x2]), self.params["confidence"],
-                                                     self.params["nms"]) if f["bbox"]]
+        faces = [f for f in self.model.predict_jsons(np.ascontiguousarray(image[y1:y2, x1:x2]),
+                                                     self.params["confidence"], self.params["nms"]) if f["bbox"]]
         if not faces:
             return not_found(size)
         best = max(faces, key=lambda f: f["score"])

@@ -1,5 +1,6 @@
 """AlphaPose's FastPose (SE-ResNet-50 + PixelShuffle + DUC, 17 COCO heatmaps at 64×48 from 256×192),
-written here because the PyPI `alphapose` wheel lacks `alphapose/models/layers` (dependencies.md).
+written here because the PyPI `alphapose` wheel lacks `alphapose/models/layers`
+(docs/environment.md#alphapose).
 
 The module names reproduce the official checkpoint's state-dict keys (`preact.*`, `duc1.*`, `duc2.*`,
 `conv_out.*`), so `fast_res50_256x192.pth` loads strictly. The trunk is torchvision's ResNet-50 (the same

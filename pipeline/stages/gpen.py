@@ -1,7 +1,7 @@
-"""GPEN blind face restoration (reference.md §4.7): the GAN-prior network of the official release
-(`FullGenerator`: a StyleGAN2 generator whose noise inputs are an encoder's features), written here in
-plain PyTorch so it runs on CPU as well as GPU — the official code needs compiled CUDA ops
-(`fused_bias_act`, `upfirdn2d`) and falls back to slow reference code elsewhere.
+"""GPEN blind face restoration (yangxy/GPEN face_model/gpen_model.py; docs/preprocessing.md#restored-faces):
+the GAN-prior network of the official release (`FullGenerator`: a StyleGAN2 generator whose noise inputs
+are an encoder's features), written here in plain PyTorch so it runs on CPU as well as GPU — the official
+code needs compiled CUDA ops (`fused_bias_act`, `upfirdn2d`) and falls back to slow reference code elsewhere.
 
 Module and parameter names (including the persistent blur-kernel buffers) reproduce the official state
 dict, so GPEN-BFR-512 (channel multiplier 2, narrow 1) and GPEN-BFR-256 (1, 0.5) load strictly.
@@ -120,7 +120,8 @@ class ConvLayer(nn.Sequential):
 
 
 class ModulatedConv2d(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: int, style_dim: int, demodulate: bool = True, upsample: bool = False):
+    def __init__(self, cin: int, cout: int, kernel: int, style_dim: int, demodulate: bool = True,
+                 upsample: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(1, cout, cin, kernel, kernel))
         self.modulation = EqualLinear(style_dim, cin, bias_init=1)

@@ -1,4 +1,5 @@
-"""Keypoint backends: COCO-17 (reference.md §5.5 order), x, y in original pixels and a score per joint.
+"""Keypoint backends: COCO-17 (AlphaPose's order, docs/preprocessing.md#coco-17), x, y in original pixels
+and a score per joint.
 
 - `mediapipe`: the BlazePose model bundled in the mediapipe wheel (33 landmarks mapped to COCO-17), the
   offline default. ReID crops are small, so the image is upscaled before detection (param `upscale`).
@@ -52,7 +53,8 @@ class MediaPipePose(Backend):
     def __call__(self, image: np.ndarray, item: Item) -> dict:
         h, w = image.shape[:2]
         scale = self.params["upscale"]
-        big = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) if scale != 1 else image
+        big = (cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+               if scale != 1 else image)
         result = self.detector.process(np.ascontiguousarray(big))
         if result.pose_landmarks is None:
             return not_found()
@@ -87,8 +89,8 @@ class AlphaPose(Backend):
     defaults = {"flip": False, "min_score": 0.1, "device": "auto"}
     limits = {"min_score": UNIT, "device": DEVICE}
     needs_file = True  # fast_res50_256x192.pth
-    weights_source = ("https://drive.google.com/open?id=1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn (AlphaPose docs/MODEL_ZOO.md, "
-                      "Fast Pose)")
+    weights_source = ("https://drive.google.com/open?id=1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn "
+                      "(AlphaPose docs/MODEL_ZOO.md, Fast Pose)")
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
@@ -125,6 +127,7 @@ class AlphaPose(Backend):
             if self.params["flip"]:
                 flipped = flip_heatmap(self.model(torch.flip(x, dims=[3])), COCO_FLIP_PAIRS, shift=True)[0]
         hm_flip = None if flipped is None else flipped.cpu().numpy()
-        coords, scores = heatmap_to_coord_simple(heatmaps[0].cpu().numpy(), _center_scale_to_box(center, scale), hm_flip)
+        coords, scores = heatmap_to_coord_simple(heatmaps[0].cpu().numpy(), _center_scale_to_box(center, scale),
+                                                 hm_flip)
         kp = np.concatenate([coords, scores], axis=1).astype(np.float32)
         return {"keypoints": kp, "found": np.bool_(kp[:, 2].mean() >= self.params["min_score"])}

@@ -55,7 +55,8 @@ def keypoint_quality(store: Store, pack: ImagePack, groundtruth: str, alpha: flo
     distance = np.linalg.norm(pred[:, :, :2] - truth[:, :, :2], axis=2)
     correct = (distance <= alpha * heights[:, None]) & found[:, None] & visible
     per_joint = correct.sum(0) / np.maximum(visible.sum(0), 1)
-    return {"images": len(found), "found_rate": float(found.mean()), f"pck@{alpha}": float(correct.sum() / visible.sum()),
+    return {"images": len(found), "found_rate": float(found.mean()),
+            f"pck@{alpha}": float(correct.sum() / visible.sum()),
             f"pck@{alpha}_found": float(correct[found].sum() / max(visible[found].sum(), 1)),
             "pck_per_joint": [round(float(v), 4) for v in per_joint]}
 
@@ -117,7 +118,8 @@ def face_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
     visible = ~np.isnan(truth).any(1)
     hits = found & visible
     ious = [box_iou(boxes[i], truth[i]) for i in np.flatnonzero(hits)]
-    return {"images": len(found), "with_face": int(visible.sum()), "found_rate": float(hits.sum() / max(visible.sum(), 1)),
+    return {"images": len(found), "with_face": int(visible.sum()),
+            "found_rate": float(hits.sum() / max(visible.sum(), 1)),
             "mean_box_iou": float(np.mean(ious)) if ious else 0.0,
             "false_detection_rate_back_views": float((found & ~visible).sum() / max((~visible).sum(), 1))}
 

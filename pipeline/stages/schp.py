@@ -1,5 +1,6 @@
-"""Self-Correction Human Parsing (SCHP, reference.md §6.1): its ResNet-101 + PSP + edge + decoder + fusion
-network, written here in plain PyTorch because the official code needs InPlaceABN, a compiled op.
+"""Self-Correction Human Parsing (SCHP, GoGoDuck912/Self-Correction-Human-Parsing; docs/preprocessing.md#schp):
+its ResNet-101 + PSP + edge + decoder + fusion network, written here in plain PyTorch because the official
+code needs InPlaceABN, a compiled op.
 
 InPlaceABN at inference is batch norm followed by an activation (leaky ReLU, slope 0.01, or none), so the
 `ABN` module below computes exactly that and holds the same four tensors (weight, bias, running_mean,
@@ -67,8 +68,8 @@ class Bottleneck(nn.Module):
 class PSP(nn.Module):
     def __init__(self, cin: int = 2048, cout: int = 512, sizes=(1, 2, 3, 6)):
         super().__init__()
-        self.stages = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(s), nn.Conv2d(cin, cout, 1, bias=False), ABN(cout))
-                                    for s in sizes)
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(s), nn.Conv2d(cin, cout, 1, bias=False), ABN(cout)) for s in sizes)
         self.bottleneck = conv_abn(cin + len(sizes) * cout, cout, 3, 1)
 
     def forward(self, x):

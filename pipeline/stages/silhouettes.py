@@ -1,8 +1,8 @@
 """Silhouette backends: one binary person mask per image, stored PNG-encoded (`mask_png`, 0/1).
 
-- `grabcut`: OpenCV GrabCut as the 3DSL paper uses it (reference.md §5.6): a rectangle inset by `margin`
-  from the crop's border (ReID images are person crops), optionally seeded with the keypoints stage's
-  confident limbs as sure foreground; `iterations` GrabCut rounds.
+- `grabcut`: OpenCV GrabCut as the 3DSL paper uses it (3DSL paper §3.2.3; docs/preprocessing.md#grabcut): a
+  rectangle inset by `margin` from the crop's border (ReID images are person crops), optionally seeded with
+  the keypoints stage's confident limbs as sure foreground; `iterations` GrabCut rounds.
 - `sam`: segment-anything prompted with the image as the box and the keypoints stage's confident joints
   as positive points; official checkpoints (vit_b / vit_l / vit_h) from data/models/.
 - `mediapipe`: the selfie/person segmentation model bundled in the mediapipe wheel, thresholded.

@@ -108,18 +108,21 @@ def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_s
         first = next((f for f in opened if len(f["index"])), opened[0])
         for f, s in zip(opened, shards, strict=True):
             if f.attrs.get("manifest_sha256") != manifest_sha256:
-                raise InputError(f"{s}: shard of another image pack (manifest {f.attrs.get('manifest_sha256')}); rerun it")
+                raise InputError(f"{s}: shard of another image pack (manifest {f.attrs.get('manifest_sha256')}); "
+                                 "rerun it")
             identity = SHARD_IDENTITY if len(f["index"]) else [k for k in SHARD_IDENTITY if k != "fields"]
             differ = [k for k in identity if f.attrs.get(k) != first.attrs.get(k)]
             if differ:
-                raise InputError(f"{s} and {first.filename}: shards of different runs (their {', '.join(differ)} differ: "
+                raise InputError(f"{s} and {first.filename}: shards of different runs "
+                                 f"(their {', '.join(differ)} differ: "
                                  f"{f.attrs.get(differ[0])!r} vs {first.attrs.get(differ[0])!r}); rerun the stale one")
             index = f["index"][:]
             if len(index) and (index.min() < 0 or index.max() >= num_images):
                 raise InputError(f"{s}: rows for images up to {index.max()}, but the image pack has {num_images}; "
                                  f"rerun it")
             if len(index) and not np.array_equal(index, np.arange(index[0], index[0] + len(index))):
-                raise InputError(f"{s}: its rows are not one contiguous block of images, as `run` writes them; rerun it")
+                raise InputError(f"{s}: its rows are not one contiguous block of images, as `run` writes them; "
+                                 "rerun it")
             np.add.at(seen, index, 1)
         if (seen != 1).any():
             bad = int(np.flatnonzero(seen != 1)[0])
@@ -148,7 +151,8 @@ def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_s
                 g.create_dataset("found", data=np.zeros(0, bool))
             found = g["found"][:]
             attrs = {k: v for k, v in first.attrs.items() if k not in ("fields",)}
-            attrs.update(fields=json.dumps(fields), num_images=num_images, found_rate=float(found.mean()) if num_images else 0.0,
+            attrs.update(fields=json.dumps(fields), num_images=num_images,
+                         found_rate=float(found.mean()) if num_images else 0.0,
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             g.attrs.update(attrs)
         return {"stage": attrs["stage"], "backend": attrs["backend"], "images": num_images,

@@ -1,6 +1,6 @@
 """Write a synthetic cloth-changing dataset in PRCC's published layout, with ground truth beside it.
 
-Layout (reference.md §1.1), under OUT:
+Layout (Simple-CCReID's data/datasets/prcc.py; docs/datasets.md#prcc), under OUT:
     prcc/rgb/train/<pid>/<cam>_cropped_rgb<k>.jpg     cam ∈ {A, B, C} is the file name's first letter
     prcc/rgb/val/<pid>/<cam>_cropped_rgb<k>.jpg       held-out images of the first training identities
     prcc/rgb/test/<cam>/<pid>/cropped_rgb<k>.jpg      the camera folder gives the camera
@@ -88,7 +88,8 @@ def _jobs(spec: SyntheticSpec) -> list[_Job]:
     count_rng = np.random.default_rng([spec.seed, 5])
     train = range(1, spec.train_ids + 1)
     test = range(spec.train_ids + 1, spec.train_ids + spec.test_ids + 1)
-    plan = [("train", pid) for pid in train] + [("val", pid) for pid in train[: spec.val_ids]] + [("test", pid) for pid in test]
+    plan = ([("train", pid) for pid in train] + [("val", pid) for pid in train[: spec.val_ids]]
+            + [("test", pid) for pid in test])
     for split, pid in plan:
         for cam in CAMERAS:
             n = 1 if split == "val" else max(1, spec.images_per_camera + int(count_rng.integers(-1, 2)))
@@ -129,7 +130,8 @@ def _render(job: _Job):
     image = light(out.image, camera, rng)
     path = _STATE["out"] / job.relpath
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality])
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality])
     ok2, png = cv2.imencode(".png", out.parts)
     if not (ok and ok2):
         raise RuntimeError(f"could not encode {job.relpath}")

@@ -120,7 +120,8 @@ class _Painter:
                 t = max(1, int(round(width * SUPERSAMPLE)))
                 cv2.line(mask, self._fix(a), self._fix(b), 255, t, cv2.LINE_8, _SHIFT)
                 for p in (a, b):
-                    cv2.circle(mask, self._fix(p), int(round(width * SUPERSAMPLE / 2 * _ONE)), 255, -1, cv2.LINE_8, _SHIFT)
+                    cv2.circle(mask, self._fix(p), int(round(width * SUPERSAMPLE / 2 * _ONE)), 255, -1, cv2.LINE_8,
+                               _SHIFT)
             elif kind == "ellipse":
                 centre, axes, angle = shape[1], shape[2], shape[3]
                 ax = (int(round(axes[0] * SUPERSAMPLE * _ONE)), int(round(axes[1] * SUPERSAMPLE * _ONE)))
@@ -220,7 +221,8 @@ def render_person(
     def draw_leg(hip, knee, ankle):
         P.paint(L["skin"], skin, [("limb", hip, knee, leg_w * 0.92), ("limb", knee, ankle, leg_w * 0.85)])
         if outfit.long_legs:
-            P.paint(L["bottom"], bottom_tex, [("limb", hip, knee, leg_w), ("limb", knee, _lerp(knee, ankle, 0.93), leg_w * 0.95)])
+            P.paint(L["bottom"], bottom_tex, [("limb", hip, knee, leg_w),
+                                              ("limb", knee, _lerp(knee, ankle, 0.93), leg_w * 0.95)])
         else:
             P.paint(L["bottom"], bottom_tex, [("limb", hip, _lerp(hip, knee, 0.8), leg_w * 1.05)])
         shoe_len = 0.085 * hb
@@ -240,8 +242,10 @@ def render_person(
 
     def draw_torso():
         waist = hw * 1.1 + (0 if side else leg_w * 0.2)
-        P.paint(L["bottom"], bottom_tex, [("poly", [(centre_x - waist, hip_y - 0.05 * hb), (centre_x + waist, hip_y - 0.05 * hb),
-                                                     (centre_x + waist, hip_y + 0.04 * hb), (centre_x - waist, hip_y + 0.04 * hb)])])
+        P.paint(L["bottom"], bottom_tex, [("poly", [(centre_x - waist, hip_y - 0.05 * hb),
+                                                    (centre_x + waist, hip_y - 0.05 * hb),
+                                                    (centre_x + waist, hip_y + 0.04 * hb),
+                                                    (centre_x - waist, hip_y + 0.04 * hb)])])
         P.paint(L["skin"], skin, [("limb", (centre_x, neck_y - 0.02 * hb), (centre_x, shoulder_y), head_w * 0.38)])
         collar = 0.012 * hb
         P.paint(L["top"], top_tex, [("poly", [
@@ -250,12 +254,17 @@ def render_person(
             (centre_x + waist, hip_y - 0.03 * hb), (centre_x - waist, hip_y - 0.03 * hb)])])
 
     hair_cap = ("ellipse", head_c, (head_w * 0.56, head_h * 0.55), 0)
-    long_hair = ("poly", [(head_c[0] - head_w * 0.6, head_c[1] - head_h * 0.2), (head_c[0] + head_w * 0.6, head_c[1] - head_h * 0.2),
-                          (head_c[0] + head_w * 0.62, shoulder_y + 0.06 * hb), (head_c[0] - head_w * 0.62, shoulder_y + 0.06 * hb)])
+    long_hair = ("poly", [(head_c[0] - head_w * 0.6, head_c[1] - head_h * 0.2),
+                          (head_c[0] + head_w * 0.6, head_c[1] - head_h * 0.2),
+                          (head_c[0] + head_w * 0.62, shoulder_y + 0.06 * hb),
+                          (head_c[0] - head_w * 0.62, shoulder_y + 0.06 * hb)])
     if side:
-        long_hair = ("poly", [(head_c[0] - facing * head_w * 0.55, head_c[1] - head_h * 0.3), (head_c[0] + facing * head_w * 0.1, head_c[1] - head_h * 0.3),
-                              (head_c[0] + facing * head_w * 0.0, shoulder_y + 0.07 * hb), (head_c[0] - facing * head_w * 0.6, shoulder_y + 0.07 * hb)])
-    bun = ("ellipse", (head_c[0] - (facing * head_w * 0.45 if side else 0), top_y + head_h * 0.02), (head_w * 0.24, head_h * 0.17), 0)
+        long_hair = ("poly", [(head_c[0] - facing * head_w * 0.55, head_c[1] - head_h * 0.3),
+                              (head_c[0] + facing * head_w * 0.1, head_c[1] - head_h * 0.3),
+                              (head_c[0] + facing * head_w * 0.0, shoulder_y + 0.07 * hb),
+                              (head_c[0] - facing * head_w * 0.6, shoulder_y + 0.07 * hb)])
+    bun = ("ellipse", (head_c[0] - (facing * head_w * 0.45 if side else 0), top_y + head_h * 0.02),
+           (head_w * 0.24, head_h * 0.17), 0)
 
     def draw_head():
         style = identity.hair_style
@@ -264,15 +273,18 @@ def render_person(
         P.paint(L["head"], skin, [("ellipse", head_c, (head_w / 2, head_h / 2), 0)])
         if view == "back":
             if style != "bald":
-                P.paint(L["hair"], hair, [hair_cap] + ([long_hair] if style == "long" else []) + ([bun] if style == "bun" else []),
-                        clip_y=(-1e9, head_c[1] + head_h * (0.6 if style == "long" else 0.32)) if style != "long" else None)
+                P.paint(L["hair"], hair,
+                        [hair_cap] + ([long_hair] if style == "long" else []) + ([bun] if style == "bun" else []),
+                        clip_y=((-1e9, head_c[1] + head_h * (0.6 if style == "long" else 0.32))
+                                if style != "long" else None))
             return
         if style != "bald":
             if side:
                 # hair covers the back of the head in profile
                 P.paint(L["hair"], hair, [("ellipse", (head_c[0] - facing * head_w * 0.1, head_c[1] - head_h * 0.08),
                                            (head_w * 0.5, head_h * 0.48), 0)], clip_y=(-1e9, head_c[1] - head_h * 0.12))
-                P.paint(L["hair"], hair, [("ellipse", (head_c[0] - facing * head_w * 0.28, head_c[1]), (head_w * 0.26, head_h * 0.4), 0)])
+                P.paint(L["hair"], hair, [("ellipse", (head_c[0] - facing * head_w * 0.28, head_c[1]),
+                                           (head_w * 0.26, head_h * 0.4), 0)])
             else:
                 P.paint(L["hair"], hair, [hair_cap], clip_y=(-1e9, head_c[1] - head_h * 0.18))
             if style == "bun":
@@ -286,8 +298,9 @@ def render_person(
             if side:
                 ex = head_c[0] + facing * head_w * 0.28
                 cv2.circle(img, fx((ex, ey)), int(er * SUPERSAMPLE * _ONE), colour, -1, cv2.LINE_AA, _SHIFT)
-                cv2.line(img, fx((head_c[0] + facing * head_w * 0.2, mouth_y)), fx((head_c[0] + facing * head_w * 0.42, mouth_y)),
-                         colour, max(1, int(er)), cv2.LINE_AA, _SHIFT)
+                cv2.line(img, fx((head_c[0] + facing * head_w * 0.2, mouth_y)),
+                         fx((head_c[0] + facing * head_w * 0.42, mouth_y)), colour, max(1, int(er)), cv2.LINE_AA,
+                         _SHIFT)
             else:
                 for sgn in (-1, 1):
                     ex = head_c[0] + sgn * identity.eye_spacing * head_w
@@ -304,8 +317,10 @@ def render_person(
 
     if side:
         near_is_right = view == "right"
-        far_leg, near_leg = ((l_hip, l_kn, l_an), (r_hip, r_kn, r_an)) if near_is_right else ((r_hip, r_kn, r_an), (l_hip, l_kn, l_an))
-        far_arm, near_arm = ((l_sh, l_el, l_wr), (r_sh, r_el, r_wr)) if near_is_right else ((r_sh, r_el, r_wr), (l_sh, l_el, l_wr))
+        far_leg, near_leg = (((l_hip, l_kn, l_an), (r_hip, r_kn, r_an)) if near_is_right
+                             else ((r_hip, r_kn, r_an), (l_hip, l_kn, l_an)))
+        far_arm, near_arm = (((l_sh, l_el, l_wr), (r_sh, r_el, r_wr)) if near_is_right
+                             else ((r_sh, r_el, r_wr), (l_sh, l_el, l_wr)))
         draw_arm(*far_arm)
         draw_leg(*far_leg)
         draw_leg(*near_leg)

@@ -36,13 +36,15 @@ def background(shape: tuple[int, int], camera: Camera, rng: np.random.Generator)
         kind = rng.integers(3)
         if kind == 0:
             x1, y1 = int(rng.uniform(-0.2, 1) * w), int(rng.uniform(-0.2, 0.9) * h)
-            cv2.rectangle(img, (x1, y1), (x1 + int(rng.uniform(0.1, 0.6) * w), y1 + int(rng.uniform(0.05, 0.4) * h)), colour, -1)
+            cv2.rectangle(img, (x1, y1), (x1 + int(rng.uniform(0.1, 0.6) * w), y1 + int(rng.uniform(0.05, 0.4) * h)),
+                          colour, -1)
         elif kind == 1:
             p1 = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
             p2 = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
             cv2.line(img, p1, p2, colour, int(rng.integers(1, 5)), cv2.LINE_AA)
         else:
-            cv2.circle(img, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), int(rng.uniform(0.03, 0.2) * w), colour, -1, cv2.LINE_AA)
+            cv2.circle(img, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), int(rng.uniform(0.03, 0.2) * w), colour,
+                       -1, cv2.LINE_AA)
     return cv2.GaussianBlur(img, (0, 0), rng.uniform(0.6, 1.6))
 
 

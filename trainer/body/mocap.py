@@ -1,5 +1,6 @@
 """Real SMPL parameters for the ASSP discriminator: AMASS/CMU-style motion-capture `.npz` files
-(reference.md §5.2), or — offline — samples from the stand-in body model's pose prior, named as such.
+(3DSL paper §3.2.3; read as the unofficial 3DSL dev code, jacenchen228/Change-Clothes-ReID, reads them;
+docs/preprocessing.md#motion-capture), or — offline — samples from the stand-in body model's pose prior, named as such.
 
 AMASS files hold `poses` (frames × 156, SMPL-H axis-angle: 22 body joints, then 2×15 hand joints) and
 `betas` (16, one body per sequence). SMPL's 24 joints are SMPL-H's [0..22, 37] (the first joint of

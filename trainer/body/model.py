@@ -20,16 +20,19 @@ from pipeline.errors import InputError, MissingInputError
 from .safe_pickle import load_pickle
 from .standin import FACE_LANDMARKS
 
-# COCO-17 (reference.md §5.5 order) from SMPL: face landmarks are vertices, the rest SMPL joints.
+# COCO-17 (AlphaPose's order, docs/preprocessing.md#coco-17) from SMPL: face landmarks are vertices, the
+# rest SMPL joints.
 # The hips are SMPL joints 1/2, which sit higher and closer together than COCO's annotated hips; the
-# 3DSL dev code used SPIN's extra regressor there instead (reference.md §5.2), which is not shipped.
+# 3DSL dev code (jacenchen228/Change-Clothes-ReID, unofficial) used SPIN's extra regressor there instead,
+# which is not shipped (docs/preprocessing.md#coco-from-smpl, docs/methods.md#3dsl-deviations).
 COCO_FROM_SMPL_JOINT = {5: 16, 6: 17, 7: 18, 8: 19, 9: 20, 10: 21, 11: 1, 12: 2, 13: 4, 14: 5, 15: 7, 16: 8}
 COCO_FROM_VERTEX = {0: FACE_LANDMARKS["nose"], 1: FACE_LANDMARKS["leye"], 2: FACE_LANDMARKS["reye"],
                     3: FACE_LANDMARKS["lear"], 4: FACE_LANDMARKS["rear"]}
 COCO_FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
 SMPL_KEYS = {"v_template": (6890, 3), "shapedirs": (6890, 3, None), "posedirs": (6890, 3, 207),
              "J_regressor": (24, 6890), "weights": (6890, 24), "kintree_table": (2, 24), "f": (13776, 3)}
-SMPL_SOURCE = "https://smpl.is.tue.mpg.de (SMPL for Python, v1.1.0: SMPL_NEUTRAL.pkl), converted with `python -m trainer.body convert-smpl`"
+SMPL_SOURCE = ("https://smpl.is.tue.mpg.de (SMPL for Python, v1.1.0: SMPL_NEUTRAL.pkl), "
+               "converted with `python -m trainer.body convert-smpl`")
 
 
 def check_model_file(path: str | Path) -> dict:

@@ -6,7 +6,7 @@ The soft rasteriser follows SoftRas's silhouette: each face covers a pixel with 
 D = sigmoid(±d²/σ) (d: the pixel centre's distance to the triangle, + inside, − outside) and the
 silhouette is 1 − Π_f (1 − D_f), accumulated as Σ_f −softplus(±d²/σ) in log space. It is written by hand
 because no maintained pip-installable library offers a CPU-capable differentiable rasteriser
-(pytorch3d has no Linux wheel; neural_renderer is CUDA-only; dependencies.md).
+(pytorch3d has no Linux wheel; neural_renderer is CUDA-only; docs/environment.md#neural-renderer).
 
 Memory stays bounded: a face only touches pixels within a few σ of its bounding box, so each (mesh,
 face) pair is evaluated on a window around that box. Pairs are bucketed by window size (powers of two:
@@ -99,7 +99,8 @@ def soft_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: int, width: 
 
 
 def neural_renderer_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The same silhouettes through neural_renderer (CUDA only; reference.md §5.4).
+    """The same silhouettes through neural_renderer (CUDA only; daniilidis-group/neural_renderer,
+    docs/preprocessing.md#neural-renderer).
 
     nr renders square images in 'projection' mode: [u, v] = K·[x/z, y/z, 1], then v -> orig − v and
     NDC (neural_renderer/projection.py); its rasteriser fills row i at NDC y = (2i + 1 − size)/size
@@ -112,7 +113,8 @@ def neural_renderer_silhouettes(xy: torch.Tensor, faces: torch.Tensor, height: i
         import neural_renderer as nr
     except ImportError:
         raise ImportError("render.backend neural_renderer: the neural_renderer package is not installed (it builds "
-                          "only on CUDA machines; dependencies.md). Use render.backend: soft") from None
+                          "only on CUDA machines; docs/environment.md#neural-renderer). "
+                          "Use render.backend: soft") from None
     side = max(height, width)
     ox, oy = (side - width) / 2, (side - height) / 2
     b = xy.shape[0]

@@ -31,7 +31,8 @@ from pipeline.atomic import atomic_path
 NUM_VERTICES, NUM_FACES, NUM_JOINTS = 6890, 13776, 24
 # SMPL's kinematic tree (parent of each joint; the root's parent is stored as 2**32 - 1 like SMPL's pickle)
 PARENTS = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21])
-# smplx's vertex_ids['smplh'] for the COCO face landmarks (reference.md §5.2)
+# smplx's vertex_ids['smplh'] for the COCO face landmarks (vchoutas/smplx smplx/vertex_ids.py;
+# docs/preprocessing.md#coco-from-smpl)
 FACE_LANDMARKS = {"nose": 332, "reye": 6260, "leye": 2800, "rear": 4071, "lear": 583}
 MEASUREMENTS = ("stature", "girth", "shoulders", "hips", "legs", "arms", "arm_girth", "leg_girth", "head", "belly")
 # one shape unit (beta = 1) is about one standard deviation of the measurement across adults
@@ -176,7 +177,8 @@ def _vertices(layout: _Layout, m: dict) -> tuple[np.ndarray, dict]:
         t, az = layout.t[idx], layout.azimuth[idx]
         a1, a2 = _frame(centre, np.array([0, 0, 1.0]) if name != "head" else np.array([1.0, 0, 0]))
         # the rim point of each vertex's azimuth, on the torso surface
-        rim_dir = _unit(np.cos(radius) * centre + np.sin(radius) * (np.outer(np.cos(az), a1) + np.outer(np.sin(az), a2)))
+        rim_dir = _unit(np.cos(radius) * centre
+                        + np.sin(radius) * (np.outer(np.cos(az), a1) + np.outer(np.sin(az), a2)))
         rim = _torso(rim_dir, m)
         tau = np.clip((t - JUNCTION) / (1 - JUNCTION), 0, 1)
         axis, r, tangent, _ = _polyline(knots, radii, tau)

@@ -44,7 +44,7 @@ class Method:
         aug = d["augment"]
         transform = TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"])
         if video:
-            v = d["video"]  # training clips: dense chunks, then a random crop (reference.md §1.5, §2.4)
+            v = d["video"]  # training clips: dense chunks, then a random crop (docs/protocols.md#ccvid-clips)
             return PackedClips(pack, samples, transform, train=True, seq_len=v["seq_len"], stride=v["stride"],
                                dense_step=v["dense_step"])
         return PackedImages(pack, samples, transform)

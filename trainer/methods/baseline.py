@@ -1,4 +1,5 @@
-"""Baseline: ResNet (last stride 1) + GMP⊕GAP + BN, label-smoothed CE, optional triplet (reference.md §3)."""
+"""Baseline: ResNet (last stride 1) + GMP⊕GAP + BN, label-smoothed CE, optional triplet
+(docs/methods.md#baseline)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,8 @@ class Baseline(Method):
     def __init__(self, cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, device: torch.device,
                  resources: dict | None = None):
         m = cfg["model"]
-        self.model = ReIDModel(FeatureNet(m["backbone"], m["pretrained"], m["last_stride"], m["pooling"]), num_pids).to(device)
+        self.model = ReIDModel(FeatureNet(m["backbone"], m["pretrained"], m["last_stride"], m["pooling"]),
+                               num_pids).to(device)
         self.cfg_model = m
         self.net: nn.Module = self.model  # DDP-wrapped view used for training
         self.id_loss = build_identity_loss(cfg["loss"]["id"])
@@ -27,7 +29,8 @@ class Baseline(Method):
         self.optimizer = build_optimizer(self.model.parameters(), optim)
         self.modules = {"model": self.model}
         self.optimizers = {"optimizer": self.optimizer}
-        self.schedulers = {"scheduler": torch.optim.lr_scheduler.MultiStepLR(self.optimizer, optim["milestones"], optim["gamma"])}
+        self.schedulers = {"scheduler": torch.optim.lr_scheduler.MultiStepLR(self.optimizer, optim["milestones"],
+                                                                             optim["gamma"])}
 
     def feature_net(self) -> FeatureNet:
         return self.model.features

@@ -1,4 +1,5 @@
-"""CAL: clothes classifier + clothes-based adversarial loss with the two-step update (reference.md §3.3)."""
+"""CAL: clothes classifier + clothes-based adversarial loss with the two-step update (CAL paper §3.2;
+Simple-CCReID's train.py, train_cal; docs/methods.md#two-step-update)."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,8 @@ class CAL(Baseline):
             raise InputError("CAL needs clothes labels, and this dataset has none (protocol.json: has_clothes false)")
         super().__init__(cfg, num_pids, pid2clothes, device, resources)
         if pid2clothes.shape[0] != num_pids:
-            raise ValueError(f"pid2clothes has {pid2clothes.shape[0]} rows but there are {num_pids} training identities")
+            raise ValueError(f"pid2clothes has {pid2clothes.shape[0]} rows but there are {num_pids} "
+                             "training identities")
         self.pid2clothes = torch.as_tensor(pid2clothes, dtype=torch.float32, device=device)
         self.clothes_classifier = NormalizedClassifier(self.model.features.dim, pid2clothes.shape[1]).to(device)
         losses = cfg["loss"]

@@ -1,5 +1,5 @@
-"""3DSL (Chen et al., CVPR 2021; paper §3, reference.md §5): ReID on RGB and 3D shape features, with the
-shape branch regularised by ASSP — keypoint and silhouette reprojection of M(β, θ, δ) and an LSGAN
+"""3DSL (Chen et al., CVPR 2021; 3DSL paper §3, docs/methods.md#3dsl): ReID on RGB and 3D shape features,
+with the shape branch regularised by ASSP — keypoint and silhouette reprojection of M(β, θ, δ) and an LSGAN
 discriminator on (θ, β) against real SMPL parameters.
 
 One step: the encoders, heads and classifiers take one Adam step on
@@ -189,7 +189,8 @@ class ThreeDSL(Method):
 
     def assp_losses(self, out: dict, cues: dict, stats: dict) -> torch.Tensor:
         w = self.weights
-        betas, rotmats, cam, delta = out["betas"].float(), out["rotmats"].float(), out["cam"].float(), out["displacement"].float()
+        betas, rotmats, cam, delta = (out["betas"].float(), out["rotmats"].float(), out["cam"].float(),
+                                      out["displacement"].float())
         vertices, _, coco = self.body(betas, rotmats, delta)
         loss = 0.0
         if w["key"]:
@@ -295,8 +296,8 @@ def write_reconstruction_report(self: ThreeDSL, out_dir, dataset) -> dict:
     rec = reconstruct_items(self, dataset, indices)
     kind = "stand-in body model (not SMPL)" if self.body.is_standin else "SMPL"
     cues = rec["cues"]
-    path = reconstruction_sheet(Path(out_dir) / "reconstructions.png", cues["image3d"], rec["vertices"], self.body.faces,
-                                rec["mesh_xy"], rec["keypoints"], cues["keypoints"], rec["ious"],
+    path = reconstruction_sheet(Path(out_dir) / "reconstructions.png", cues["image3d"], rec["vertices"],
+                                self.body.faces, rec["mesh_xy"], rec["keypoints"], cues["keypoints"], rec["ious"],
                                 f"3DSL reconstructions ({kind})", cues["silhouette"], rec["rendered"])
     return {"reconstructions": str(path), "reconstruction_iou": float(rec["ious"].mean()),
             "body_model": kind}

@@ -1,4 +1,5 @@
-"""ResNet trunks with CAL's last-stride-1 change (reference.md §3.1), any torchvision ResNet depth.
+"""ResNet trunks with CAL's last-stride-1 change (Simple-CCReID's models/img_resnet.py;
+docs/methods.md#backbone), any torchvision ResNet depth.
 
 `pretrained` is a torchvision weights name (e.g. "IMAGENET1K_V1", needs the cached file), a path to
 a state dict, or "none". Offline machines and tests use "none" or a local file.
@@ -51,7 +52,8 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
                 f"(torchvision's {name} IMAGENET1K_V1 file), or set model.pretrained: none")
         state = load_state_dict_file(path, f"{name} ImageNet weights (model.pretrained)",
                                      "Use torchvision's released file for this backbone, or model.pretrained: none")
-        missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+        missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
+                                                  strict=False)
         if [k for k in missing if not k.startswith("fc.")] or unexpected:
             raise InputError(f"{path}: not a {name} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
         return

@@ -1,4 +1,5 @@
-"""CAL's image model (reference.md §3.1): trunk -> pooling -> BatchNorm1d; identity/clothes classifiers."""
+"""CAL's image model (Simple-CCReID's models/img_resnet.py; docs/methods.md#image-model): trunk -> pooling
+-> BatchNorm1d; identity/clothes classifiers."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,10 +46,12 @@ class FeatureNet(nn.Module):
     """Image -> BN feature f (the feature used by classifiers, triplet loss and testing).
 
     A clip (B×T×C×H×W) runs through the same 2-D trunk frame by frame; the pooled frame features are
-    averaged over time before the BN: CAL's C2D video model (reference.md §3.7) with pooling 'max'.
+    averaged over time before the BN: CAL's C2D video model (Simple-CCReID's models/vid_resnet.py;
+    docs/methods.md#video-model) with pooling 'max'.
     """
 
-    def __init__(self, backbone: str = "resnet50", pretrained: str = "none", last_stride: int = 1, pooling: str = "maxavg"):
+    def __init__(self, backbone: str = "resnet50", pretrained: str = "none", last_stride: int = 1,
+                 pooling: str = "maxavg"):
         super().__init__()
         self.trunk, channels = build_backbone(backbone, pretrained, last_stride)
         self.pool, mult = build_pooling(pooling)

@@ -1,5 +1,5 @@
-"""3DSL's network (paper §3, §4.2; reference.md §5): E_rgb, E_3D, E_pose, E_shape with MGS, and the
-HMR discriminator D.
+"""3DSL's network (3DSL paper §3, §4.2; docs/methods.md#3dsl): E_rgb, E_3D, E_pose, E_shape with MGS, and
+the HMR discriminator D.
 
 - E_3D: a ResNet up to res_conv4 (stem, layer1, layer2).
 - E_pose: res_conv4 & conv5 (layer3, layer4) + GAP, then HMR's iterative regressor (3 iterations from
@@ -230,9 +230,9 @@ class ThreeDSLNet(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """HMR's discriminator (reference.md §5.3): per-joint heads on the 23 non-root rotation matrices
-    (two shared 1×1 convs of 32 channels, ReLU as in the TensorFlow original), a whole-pose head
-    (736 -> 1024 -> 1024 -> 1) and a shape head (10 -> 10 -> 5 -> 1). Output N×25."""
+    """HMR's discriminator (akanazawa/hmr src/models.py; docs/methods.md#hmr-discriminator): per-joint heads on
+    the 23 non-root rotation matrices (two shared 1×1 convs of 32 channels, ReLU as in the TensorFlow
+    original), a whole-pose head (736 -> 1024 -> 1024 -> 1) and a shape head (10 -> 10 -> 5 -> 1). Output N×25."""
 
     def __init__(self, num_joints: int = 23, num_betas: int = 10):
         super().__init__()
