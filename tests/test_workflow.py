@@ -308,3 +308,17 @@ def test_editing_an_image_inside_a_real_dataset_reruns_lists_and_pack(tmp_path_f
     assert jobs_planned(snakemake(work, "-n", *target)) == {}
     images[5].unlink()
     assert jobs_planned(snakemake(work, "-n", *target)) == {"lists": 1, "pack": 1}
+
+
+def test_an_override_typo_for_any_configured_method_stops_every_plan(workflow):
+    """Not only the target's method: the workflow checks every configured method at each of its scales."""
+    cfg = dict(TINY_CONFIG, overrides={"cal": ["optim.lrr=1e-4"]})
+    (workflow / "othertypo.yaml").write_text(yaml.safe_dump(cfg))
+    target = ["-n", "results/tiny/baseline/metrics.json", "--configfile", "othertypo.yaml"]
+    proc = snakemake(workflow, *target, check=False)
+    assert proc.returncode != 0 and "unknown key 'lrr'" in proc.stdout + proc.stderr
+    cfg = dict(TINY_CONFIG, overrides={"cla": ["epochs=1"]})
+    (workflow / "othertypo.yaml").write_text(yaml.safe_dump(cfg))
+    target = ["-n", "results/tiny/baseline/metrics.json", "--configfile", "othertypo.yaml"]
+    proc = snakemake(workflow, *target, check=False)
+    assert proc.returncode != 0 and "overrides for ['cla']" in proc.stdout + proc.stderr
