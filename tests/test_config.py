@@ -11,9 +11,10 @@ from trainer.config import ConfigError, config_hash, load_method_config, read_me
 from .conftest import REPO
 
 SNAPSHOT = json.loads((REPO / "tests/data/merged_method_configs.json").read_text())
-# said changes since the snapshot (written before method files inherited): optim.type and optim.momentum,
-# the optimiser now chosen by name (adam, as before)
-ADDED = {"optim": {"type": "adam", "momentum": 0.9}}
+# said changes since the snapshot (written before method files inherited): the optimiser, its schedule and the
+# sampler are now chosen by name (optim.type adam, optim.scheduler multistep, data.sampler pk: as before), and
+# optim.momentum is there for sgd
+ADDED = {"optim": {"type": "adam", "momentum": 0.9, "scheduler": "multistep"}, "data": {"sampler": "pk"}}
 
 
 @pytest.mark.parametrize("key", sorted(SNAPSHOT))
@@ -21,6 +22,7 @@ def test_merged_configs_are_what_they_were_key_for_key(key):
     method, scale = key.split("/")
     expected = json.loads(json.dumps(SNAPSHOT[key]["config"]))
     expected["optim"].update(ADDED["optim"])
+    expected["data"].update(ADDED["data"])
     assert load_method_config(REPO / f"config/methods/{method}.yaml", scale) == expected
 
 
@@ -139,3 +141,31 @@ def test_optim_type_picks_the_optimiser_every_method_builds(kind, cls):
     with pytest.raises(ValueError, match="unknown optimiser \\(optim.type\\) 'lamb'; known: adam, adamw, sgd"):
         build_method(load_method_config(REPO / "config/methods/baseline.yaml", "tiny", ["optim.type=lamb"]), 3, None,
                      torch.device("cpu"))
+
+
+@pytest.mark.parametrize("epoch", [0, 9, 10, 75, 139, 140, 200])
+def test_warmup_cosine_schedule_against_the_formula(epoch):
+    """DeSKPro's WarmupCosineAnnealingLR: warm-up 10, 140 epochs, min lr = lr/1000, stepped per epoch."""
+    import math
+
+    from trainer.optim import build_scheduler
+
+    lr, warmup, epochs, min_ratio = 7.35e-4, 10, 140, 1e-3
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=lr)
+    sched = build_scheduler(opt, {"scheduler": "warmup_cosine", "warmup_epochs": warmup, "epochs_cosine": epochs,
+                                  "min_lr_ratio": min_ratio})
+    for _ in range(epoch):
+        opt.step()
+        sched.step()
+    low = lr * min_ratio
+    cosine = lambda e: low + (lr - low) * (1 + math.cos(math.pi * (e - warmup) / (epochs - warmup - 1))) / 2  # noqa: E731
+    if epoch < warmup:
+        expected = lr * (epoch + 1) / warmup
+    elif epoch <= epochs:
+        expected = cosine(epoch)
+    else:
+        expected = low + (cosine(epochs) - low) * (1 - (epoch - epochs) / 500)
+    assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9)
+    if epoch == 139:
+        assert expected == pytest.approx(low)  # the cosine reaches lr/1000 at the last of the 140 epochs

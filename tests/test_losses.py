@@ -63,3 +63,36 @@ def test_batch_hard_triplet_on_cosine_distance():
                         max(0.0, d[2, 3] - min(d[2, 0], d[2, 1]) + 0.3),
                         max(0.0, d[3, 2] - min(d[3, 0], d[3, 1]) + 0.3)])
     assert TripletLoss(0.3)(f, y).item() == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_euclidean_batch_hard_triplet_by_hand():
+    f = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([0, 0, 1, 1])
+    # distances: d01 = 5, d02 = 1, d03 = 2, d12 = sqrt(20), d13 = sqrt(13), d23 = sqrt(5)
+    margin = 0.7
+    hardest = [(5, 1), (5, math.sqrt(13)), (math.sqrt(5), 1), (math.sqrt(5), 2)]
+    expected = sum(max(0.0, p - n + margin) for p, n in hardest) / 4
+    got = TripletLoss(margin, distance="euclidean")(f, t)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="cosine or euclidean"):
+        TripletLoss(0.3, distance="manhattan")
+
+
+def test_knowledge_distillation_loss_by_hand():
+    from trainer.losses import knowledge_distillation_loss
+
+    s = [torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]]), torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])]
+    t = [torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 1.0]]), torch.tensor([[0.0, 0.0, 3.0], [1.0, 1.0, 1.0]])]
+    temperature = 4.0
+    expected = 0.0
+    for si, ti in zip(s, t, strict=True):
+        for row in range(2):
+            p = torch.softmax(ti[row] / temperature, 0)
+            logq = torch.log_softmax(si[row] / temperature, 0)
+            expected += float((p * (torch.log(p) - logq)).sum()) / 2 * temperature ** 2
+    teacher = [x.clone().requires_grad_() for x in t]
+    student = [x.clone().requires_grad_() for x in s]
+    got = knowledge_distillation_loss(student, teacher, temperature)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    got.backward()
+    assert all(x.grad is None for x in teacher) and all(x.grad is not None for x in student)

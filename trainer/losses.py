@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.errors import InputError
 from pipeline.registry import Registry
 
 from .distributed import gather_with_local_grad
@@ -27,18 +28,31 @@ class CrossEntropyLabelSmooth(nn.Module):
 
 
 class TripletLoss(nn.Module):
-    """Batch-hard triplet on cosine distance (1 - cos); the other side is gathered over processes."""
+    """Batch-hard triplet; the other side is gathered over processes.
 
-    def __init__(self, margin: float = 0.3):
+    distance "cosine": 1 - cos of L2-normalised features (Simple-CCReID's losses/triplet_loss.py);
+    "euclidean": the Euclidean distance of the raw features, as torchreid's TripletLoss and DeSKPro's
+    loss/triplet.py compute it (sqrt of the squared distance clamped at 1e-12)."""
+
+    def __init__(self, margin: float = 0.3, distance: str = "cosine"):
         super().__init__()
-        self.margin = margin
+        if distance not in ("cosine", "euclidean"):
+            raise InputError(f"triplet distance must be cosine or euclidean, got {distance!r}")
+        self.margin, self.distance = margin, distance
+
+    def _distances(self, features):
+        if self.distance == "cosine":
+            f = F.normalize(features, dim=1)
+            return 1 - f @ gather_with_local_grad(f).t()
+        others = gather_with_local_grad(features)
+        d2 = (features.pow(2).sum(1, keepdim=True) + others.pow(2).sum(1)[None, :] - 2 * features @ others.t())
+        return d2.clamp(min=1e-12).sqrt()
 
     def forward(self, features, targets, clothes=None):
         """clothes given: 3DSL's clothes-aware sampling (paper §3.3) — an anchor's positives are its
         identity in *other* clothes; an anchor with none of those in the batch falls back to its identity."""
-        f = F.normalize(features, dim=1)
-        all_f, all_t = gather_with_local_grad(f), gather_with_local_grad(targets)
-        dist = 1 - f @ all_f.t()
+        dist = self._distances(features)
+        all_t = gather_with_local_grad(targets)
         same = (targets[:, None] == all_t[None, :]).float()
         is_pos = same
         if clothes is not None:
@@ -47,6 +61,17 @@ class TripletLoss(nn.Module):
         hardest_pos = (dist * is_pos).max(1).values
         hardest_neg = (dist * (1 - same) + same * 1e8).min(1).values
         return F.relu(hardest_pos - hardest_neg + self.margin).mean()
+
+
+def knowledge_distillation_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Tensor],
+                                temperature: float) -> torch.Tensor:
+    """DeSKPro's L_KD (its loss/kd_loss.py; paper eq. (6)): over the logit pairs, KL(softmax(t/T) ‖
+    softmax(s/T)) averaged over the batch (KLDivLoss 'batchmean'), × T²; the teacher is not trained by it."""
+    if len(student_logits) != len(teacher_logits):
+        raise ValueError(f"{len(student_logits)} student and {len(teacher_logits)} teacher logit sets")
+    t2 = temperature * temperature
+    return sum(F.kl_div(F.log_softmax(s / temperature, dim=1), F.softmax(t.detach() / temperature, dim=1),
+                        reduction="batchmean") * t2 for s, t in zip(student_logits, teacher_logits, strict=True))
 
 
 class CosFaceLoss(nn.Module):

@@ -1,8 +1,11 @@
-"""P×K identity sampling exactly as Simple-CCReID's (Distributed)RandomIdentitySampler (its data/samplers.py;
-docs/methods.md#sampler)."""
+"""Identity samplers, chosen by `data.sampler` (docs/methods.md#sampler): `pk`, P×K sampling exactly as
+Simple-CCReID's (Distributed)RandomIdentitySampler (its data/samplers.py), and `distinct`, torchreid's
+RandomIdentitySampler (P distinct identities per batch), which DeSKPro uses; plus the per-item draw seeds
+every training item carries."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -10,6 +13,7 @@ import torch
 from torch.utils.data import Sampler
 
 from pipeline.errors import InputError
+from pipeline.registry import Registry
 
 
 class IdentitySampler(Sampler[int]):
@@ -65,6 +69,77 @@ class IdentitySampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self._len
+
+
+class DistinctIdentitySampler(Sampler[int]):
+    """P distinct identities × K images per batch, as torchreid's RandomIdentitySampler (which DeSKPro's
+    data/sampler.py uses): each identity's shuffled images are cut into K-groups (drawn with replacement
+    when it has fewer than K); while at least P identities have groups left, P of them are drawn without
+    replacement and each gives its next group. Unlike CAL's sampler (IdentitySampler), a batch never holds
+    one identity twice. Draws come from a generator seeded by (seed, epoch); with several processes, rank r
+    takes batches r, r+W, ...; the epoch's length is that of its own draw."""
+
+    def __init__(self, pids, num_ids: int, num_instances: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if num_ids < 1 or num_instances < 1:
+            raise InputError(f"a batch needs at least one identity and one image each, got P={num_ids}, "
+                             f"K={num_instances} (data.batch_size must be a multiple of data.num_instances)")
+        self.by_pid: dict[int, list[int]] = defaultdict(list)
+        for i, pid in enumerate(pids):
+            self.by_pid[int(pid)].append(i)
+        if len(self.by_pid) < num_ids:
+            raise InputError(f"{num_ids} distinct identities per batch, but the training set has {len(self.by_pid)}")
+        self.p, self.k, self.seed, self.rank, self.world = num_ids, num_instances, seed, rank, world_size
+        self.epoch = 0
+        self._cached: tuple[int, list[int]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        if self._cached is not None and self._cached[0] == self.epoch:
+            return self._cached[1]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        groups: dict[int, list[list[int]]] = {}
+        for pid in sorted(self.by_pid):
+            idx = np.array(self.by_pid[pid])
+            if len(idx) < self.k:
+                idx = rng.choice(idx, size=self.k, replace=True)
+            idx = rng.permutation(idx)
+            groups[pid] = [idx[j: j + self.k].tolist() for j in range(0, len(idx) - len(idx) % self.k, self.k)]
+        available = sorted(pid for pid, g in groups.items() if g)
+        batches = []
+        while len(available) >= self.p:
+            chosen = [available[i] for i in rng.choice(len(available), size=self.p, replace=False)]
+            batches.append([i for pid in chosen for i in groups[pid].pop(0)])
+            available = [pid for pid in available if groups[pid]]
+        batches = batches[: len(batches) - len(batches) % self.world]
+        indices = [i for batch in batches[self.rank:: self.world] for i in batch]
+        self._cached = (self.epoch, indices)
+        return indices
+
+    def __iter__(self):
+        yield from self._indices()
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+# data.sampler -> (pids, data config, seed, rank, world size, clothes or None) -> sampler
+SAMPLERS: Registry[Callable[..., Sampler[int]]] = Registry("sampler (data.sampler)")
+SAMPLERS.add("pk", lambda pids, d, seed, rank, world, clothes: IdentitySampler(
+    pids, d["num_instances"], seed, rank, world, clothes=clothes))
+
+
+def _distinct(pids, d, seed, rank, world, clothes):
+    if clothes is not None:
+        raise InputError("data.sampler distinct has no clothes-aware variant; use pk")
+    if d["batch_size"] % d["num_instances"]:
+        raise InputError(f"data.batch_size {d['batch_size']} is not a multiple of data.num_instances "
+                         f"{d['num_instances']}")
+    return DistinctIdentitySampler(pids, d["batch_size"] // d["num_instances"], d["num_instances"], seed, rank, world)
+
+
+SAMPLERS.add("distinct", _distinct)
 
 
 class Draw(NamedTuple):

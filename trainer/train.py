@@ -36,7 +36,7 @@ from .methods import build_method, method_class
 from .precision import Precision
 from .run_identity import run_identity
 from .runtime import git_commit, pick_device, seed_everything
-from .samplers import IdentitySampler, SeededDraws
+from .samplers import SAMPLERS, SeededDraws
 
 MODEL_KIND = "ccreid model"
 
@@ -86,8 +86,9 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     dataset = kind.training_dataset(pack, train_samples, cfg, opened, bool(meta.get("video")))
     for store in opened.values():
         store.close()  # datasets copy what they need: h5py handles must not cross into loader workers
-    sampler = SeededDraws(IdentitySampler(dataset.pids, d["num_instances"], cfg["seed"], D.rank(), D.world_size(),
-                                          clothes=kind.sampler_clothes(cfg, dataset)), cfg["seed"], D.rank())
+    identities = SAMPLERS.get(d["sampler"])(dataset.pids, d, cfg["seed"], D.rank(), D.world_size(),
+                                            kind.sampler_clothes(cfg, dataset))
+    sampler = SeededDraws(identities, cfg["seed"], D.rank())
     # the loader's own generator: DataLoader draws its worker base seed from it, and drawing that from the
     # global generator (the default) would shift dropout and every later draw when a run resumes
     loader = DataLoader(dataset, batch_size=d["batch_size"], sampler=sampler, num_workers=d["workers"],

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..losses import TripletLoss, build_identity_loss
 from ..models import FeatureNet, ReIDModel
-from ..optim import build_optimizer
+from ..optim import build_optimizer, build_scheduler
 from ..precision import Precision
 from .base import Method, register
 
@@ -29,8 +29,7 @@ class Baseline(Method):
         self.optimizer = build_optimizer(self.model.parameters(), optim)
         self.modules = {"model": self.model}
         self.optimizers = {"optimizer": self.optimizer}
-        self.schedulers = {"scheduler": torch.optim.lr_scheduler.MultiStepLR(self.optimizer, optim["milestones"],
-                                                                             optim["gamma"])}
+        self.schedulers = {"scheduler": build_scheduler(self.optimizer, optim)}
 
     def feature_net(self) -> FeatureNet:
         return self.model.features

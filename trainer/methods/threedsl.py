@@ -32,7 +32,7 @@ from ..data import PackedImagesWithBodyCues
 from ..distributed import average_gradients, broadcast_parameters
 from ..losses import TripletLoss, build_identity_loss, lsgan_discriminator_loss, lsgan_generator_loss
 from ..models.threedsl import Discriminator, ThreeDSLNet
-from ..optim import build_optimizer
+from ..optim import build_optimizer, build_scheduler
 from ..precision import Precision
 from ..transforms import TestTransform, TrainTransform
 from .base import Method, register
@@ -119,7 +119,7 @@ class ThreeDSL(Method):
         self.optimizer_d = build_optimizer(self.discriminator.parameters(), o)
         self.modules = {"net": self.net, "discriminator": self.discriminator}
         self.optimizers = {"optimizer": self.optimizer, "optimizer_d": self.optimizer_d}
-        self.schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(opt, o["milestones"], o["gamma"])
+        self.schedulers = {k: build_scheduler(opt, o)
                            for k, opt in (("scheduler", self.optimizer), ("scheduler_d", self.optimizer_d))}
         r = cfg["render"]
         self.render_size, self.render_backend, self.sigma = (r["height"], r["width"]), r["backend"], r["sigma"]
