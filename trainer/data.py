@@ -51,6 +51,7 @@ class PackedClips(Dataset):
             raise InputError("PackedClips needs tracklets with frames (a video dataset's lists)")
         self.pack, self.transform, self.train = pack, transform, train
         self.seq_len, self.stride = seq_len, stride
+        self.num_tracklets = len(tracklets)
         self.items: list[np.ndarray] = []  # pack indices: a chunk's frames (train) or a clip's (test)
         owner = []
         for t, tracklet in enumerate(tracklets):

@@ -25,8 +25,10 @@ from pipeline.listfile import read_protocol
 from pipeline.weights import load_torch_file
 
 from .features import evaluate_protocols
+from .methods import method_class
 from .models import build_feature_net
 from .runtime import git_commit, pick_device
+from .stores import close_stores, open_stores, parse_store_args, test_store_paths
 
 MODEL_HINT = "give the model.pt that `python -m trainer.train` (the workflow's train rule) writes"
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--out", required=True, help="metrics.json path")
     ap.add_argument("--features", default=None, help="features.h5 path (default: beside --out)")
+    ap.add_argument("--store", action="append", default=[], metavar="STAGE=PATH",
+                    help="a store the method's test items read (its config's test.stores), e.g. faces=H5")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -73,16 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(a.device)
     net, state = load_feature_net(a.model, device)
     cfg = state["config"]
+    kind = method_class(cfg)
     pack = ImagePack(a.images)
     meta = read_protocol(a.lists)
-    metrics, extra = evaluate_protocols(net, pack, a.lists, cfg["data"]["height"], cfg["data"]["width"], device,
-                                        a.batch_size)
+    stores = open_stores(test_store_paths(cfg, parse_store_args(a.store)), pack.manifest_sha256)
+    try:
+        metrics, extra = evaluate_protocols(net, pack, a.lists, device, lambda samples, video:
+                                            kind.test_dataset(pack, samples, cfg, stores, video), a.batch_size)
+    finally:
+        close_stores(stores)
     features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
     with new_h5(features_path) as (f, _):
-        for split, feats in extra["features"].items():
+        for split, streams in extra["features"].items():
             g = f.create_group(split)
             ds = extra["datasets"][split]
-            g.create_dataset("features", data=feats)
+            for i, (name, feats) in enumerate(streams.items()):  # the first is the method's result
+                g.create_dataset("features" if i == 0 else f"features_{name}", data=feats)
             g.create_dataset("pid", data=ds.pids)
             g.create_dataset("camid", data=ds.camids)
             g.create_dataset("clothes_id", data=ds.clothes)
@@ -96,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "method": cfg["method"],
         "scale": cfg["scale"],
         "protocols": metrics,
+        # a method with several streams (DeSKPro: all = face ⊕ body) also reports each stream alone
+        **({"streams": extra["streams"]} if len(extra["streams"]) > 1 else {}),
         "provenance": {
             "config_hash": state["config_hash"],
             "git_commit_train": state["git_commit"],
@@ -110,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     write_text(a.out, json.dumps(report, indent=2) + "\n")
-    for name, m in metrics.items():
-        print(f"{report['dataset']}/{report['method']} {name:>4}: mAP {100 * m['mAP']:.1f}  R1 {100 * m['rank1']:.1f}  "
-              f"R5 {100 * m['rank5']:.1f}  R10 {100 * m['rank10']:.1f}  R20 {100 * m['rank20']:.1f}  "
-              f"({m['num_valid_queries']} queries)")
+    for stream, protocols in extra["streams"].items():
+        label = f"{report['method']}[{stream}]" if stream else report["method"]
+        for name, m in protocols.items():
+            print(f"{report['dataset']}/{label} {name:>4}: mAP {100 * m['mAP']:.1f}  R1 {100 * m['rank1']:.1f}  "
+                  f"R5 {100 * m['rank5']:.1f}  R10 {100 * m['rank10']:.1f}  R20 {100 * m['rank20']:.1f}  "
+                  f"({m['num_valid_queries']} queries)")
     return 0
 
 

@@ -25,7 +25,6 @@ from pipeline.datasets.base import pid2clothes
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_lists
-from pipeline.stages.store import Store
 from pipeline.weights import save_torch_file
 
 from . import distributed as D
@@ -37,26 +36,9 @@ from .precision import Precision
 from .run_identity import run_identity
 from .runtime import git_commit, pick_device, seed_everything
 from .samplers import SAMPLERS, SeededDraws
+from .stores import close_stores, open_stores, parse_store_args, store_provenance, test_store_paths
 
 MODEL_KIND = "ccreid model"
-
-
-def open_stores(stores: dict[str, str], manifest_sha256: str) -> dict[str, Store]:
-    """Open each preprocessing store the method requires, refusing one made for another image pack."""
-    opened = {}
-    for stage, path in stores.items():
-        store = Store(path, manifest_sha256)
-        if store.attrs["stage"] != stage:
-            raise InputError(f"{path}: a {store.attrs['stage']} store given as {stage}")
-        opened[stage] = store
-    return opened
-
-
-def store_provenance(stores: dict[str, Store]) -> dict:
-    """What produced each store, for model.pt."""
-    return {stage: {"path": str(store.path), **{k: str(store.attrs[k]) for k in
-                    ("backend", "backend_version", "params", "weights_sha256", "created")}}
-            for stage, store in stores.items()}
 
 
 def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "auto",
@@ -100,8 +82,15 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     if D.is_distributed():
         method.wrap_distributed(device)
 
+    test_stores = test_store_paths(cfg, stores or {})
+
     def periodic_eval(epoch: int) -> dict:
-        metrics, _ = evaluate_protocols(method.feature_net(), pack, lists, d["height"], d["width"], device)
+        opened_test = open_stores(test_stores, pack.manifest_sha256)
+        try:
+            metrics, _ = evaluate_protocols(method.feature_net(), pack, lists, device, lambda samples, video:
+                                            kind.test_dataset(pack, samples, cfg, opened_test, video))
+        finally:
+            close_stores(opened_test)
         return {name: {k: round(m[k], 4) for k in ("mAP", "rank1")} for name, m in metrics.items()}
 
     ckpt = checkpoint_path(out, identity)
@@ -160,11 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") == "0":
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    bad = [s for s in a.store if "=" not in s]
-    if bad:
-        raise InputError(f"--store {bad[0]!r}: expected STAGE=PATH")
     resources = {"body_model": a.body_model, "mocap": a.mocap}
-    path = train(cfg, a.lists, a.images, out, a.device, dict(s.split("=", 1) for s in a.store), resources)
+    path = train(cfg, a.lists, a.images, out, a.device, parse_store_args(a.store), resources)
     print(f"wrote {path}")
     return 0
 

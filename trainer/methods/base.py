@@ -10,7 +10,7 @@ from pipeline.registry import Registry
 
 from ..data import PackedClips, PackedImages
 from ..precision import Precision
-from ..transforms import TrainTransform
+from ..transforms import TestTransform, TrainTransform
 
 METHODS: Registry[type["Method"]] = Registry("method")
 register = METHODS.register
@@ -47,6 +47,16 @@ class Method:
             v = d["video"]  # training clips: dense chunks, then a random crop (docs/protocols.md#ccvid-clips)
             return PackedClips(pack, samples, transform, train=True, seq_len=v["seq_len"], stride=v["stride"],
                                dense_step=v["dense_step"])
+        return PackedImages(pack, samples, transform)
+
+    @classmethod
+    def test_dataset(cls, pack, samples, cfg: dict, stores: dict, video: dict | None):
+        """A split's test items for the feature net: resized, normalised images (or every test clip of each
+        tracklet). stores: the opened stores the method's config names under `test.stores`."""
+        d = cfg["data"]
+        transform = TestTransform(d["height"], d["width"])
+        if video:
+            return PackedClips(pack, samples, transform, train=False, seq_len=video["seq_len"], stride=video["stride"])
         return PackedImages(pack, samples, transform)
 
     @classmethod

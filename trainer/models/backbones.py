@@ -18,6 +18,8 @@ from pipeline.errors import InputError, MissingInputError
 from pipeline.registry import Registry
 from pipeline.weights import load_state_dict_file
 
+from .osnet import osnet_x1_0_trunk
+
 # torchvision constructors of the ResNet depths ccreid builds (3DSL addresses their stages directly)
 RESNETS: Registry[Callable[..., torchvision.models.ResNet]] = Registry("ResNet")
 for _depth in ("resnet18", "resnet34", "resnet50", "resnet101"):
@@ -90,6 +92,9 @@ def _resnet_trunk(name: str, pretrained: str, last_stride: int) -> tuple[nn.Modu
 
 for _depth in RESNETS:
     BACKBONES.add(_depth, functools.partial(_resnet_trunk, _depth))
+# OSNet x1.0 with torchreid's key names (trainer/models/osnet.py): output stride 16 whatever last_stride (1 or 2)
+# says; pretrained is "none", "imagenet" (torchreid's cached osnet_x1_0_imagenet.pth) or a path
+BACKBONES.add("osnet_x1_0", osnet_x1_0_trunk)
 
 
 def build_backbone(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> tuple[nn.Module, int]:
