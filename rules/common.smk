@@ -56,12 +56,49 @@ def method_files(wildcards):
     return method_spec(wildcards.method)["files"]
 
 
+def method_config(dataset, method):
+    """The merged config a run of `method` on `dataset` trains with: the method file, the dataset format's
+    dataset_defaults, the dataset's scale and the configured overrides."""
+    d = dataset_cfg(dataset)
+    return load_method_config(
+        method_file(method), d.get("scale", "paper"), config.get("overrides", {}).get(method, []), d["format"]
+    )
+
+
 def method_scale(wildcards):
-    """The dataset's method scale, after merging the method file, that scale and the configured overrides:
-    an unknown scale, a misspelt key or a wrongly typed value stops the plan here, before lists and pack."""
-    scale = dataset_cfg(wildcards.dataset).get("scale", "paper")
-    load_method_config(method_file(wildcards.method), scale, config.get("overrides", {}).get(wildcards.method, []))
-    return scale
+    """The dataset's method scale, once the merged config is known to load: an unknown scale, a misspelt key
+    or a wrongly typed value stops the plan here, before lists and pack."""
+    return method_config(wildcards.dataset, wildcards.method)["scale"]
+
+
+def teacher_input(wildcards):
+    """A method that trains from another's model (DeSKPro from deskpro_teacher): that model.pt, trained on the
+    same dataset by its own train rule."""
+    teacher = method_spec(wildcards.method)["teacher"]
+    if not teacher:
+        return {}
+    if teacher not in config.get("methods", []):
+        raise ValueError(f"method {wildcards.method} trains from {teacher}, which is not among the configured methods")
+    return {"teacher": f"results/{wildcards.dataset}/{teacher}/model.pt"}
+
+
+def teacher_args(wildcards, input):
+    return f"--teacher {input.teacher}" if method_spec(wildcards.method)["teacher"] else ""
+
+
+def test_stores(wildcards):
+    """The stores the method's test items read (`test.stores` of its merged config), for the evaluate rule."""
+    needed = method_config(wildcards.dataset, wildcards.method).get("test", {}).get("stores", [])
+    unknown = [s for s in needed if s not in config.get("stages", {})]
+    if unknown:
+        raise ValueError(
+            f"method {wildcards.method} reads {unknown} at test time, which config.yaml does not configure"
+        )
+    return {s: store_path(wildcards.dataset, s) for s in needed}
+
+
+def test_store_args(wildcards, input):
+    return " ".join(f"--store {s}={input[s]}" for s in test_stores(wildcards))
 
 
 def method_requires(method):
@@ -74,7 +111,10 @@ def check_configured_methods():
     for method in config.get("methods", []):
         spec = method_spec(method)
         for scale in ["paper", *spec["scales"]]:
-            load_method_config(method_file(method), scale, config.get("overrides", {}).get(method, []))
+            for dataset_format in [None, *spec["dataset_defaults"]]:
+                load_method_config(
+                    method_file(method), scale, config.get("overrides", {}).get(method, []), dataset_format
+                )
     unknown = sorted(set(config.get("overrides", {})) - set(config.get("methods", [])))
     if unknown:
         raise ValueError(f"overrides for {unknown}, which are not among the configured methods {config.get('methods')}")

@@ -19,6 +19,7 @@ rule train:
     input:
         unpack(required_stores),
         unpack(body_inputs),
+        unpack(teacher_input),
         images=rules.pack.output[0],
         protocol=rules.lists.output.protocol,
         method_config="config/methods/{method}.yaml",
@@ -40,14 +41,17 @@ rule train:
         outdir=lambda w, output: str(Path(output.model).parent),
         stores=store_args,
         body=body_args,
+        teacher=teacher_args,
     shell:
         "python -m trainer.train --method-config {input.method_config} --scale {params.scale} "
-        "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} {params.body} --out {params.outdir} "
+        "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} {params.body} "
+        "{params.teacher} --out {params.outdir} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate:
     input:
+        unpack(test_stores),
         model=rules.train.output.model,
         images=rules.pack.output[0],
         protocol=rules.lists.output.protocol,
@@ -64,7 +68,8 @@ rule evaluate:
     params:
         device=config.get("device", "auto"),
         lists=lambda w, input: str(Path(input.protocol).parent),
+        stores=test_store_args,
     shell:
-        "python -m trainer.evaluate --model {input.model} --lists {params.lists} --images {input.images} "
+        "python -m trainer.evaluate --model {input.model} --lists {params.lists} --images {input.images} {params.stores} "
         "--out {output.metrics} --features {output.features} --device {params.device} --threads {threads} "
         "> {log} 2>&1"

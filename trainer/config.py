@@ -72,11 +72,13 @@ def _merge(base: dict, override: dict, where: str, extend: bool = False) -> dict
     return out
 
 
-METHOD_FILE_KEYS = {"method", "base", "requires", "body_model", "defaults", "scales"}
+METHOD_FILE_KEYS = {"method", "base", "requires", "body_model", "teacher", "defaults", "dataset_defaults", "scales"}
 
 
 def read_method_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """A method file with its `base` chain resolved: method, requires, body_model, defaults, scales."""
+    """A method file with its `base` chain resolved: method, requires, body_model, teacher (the method whose
+    model.pt this one trains from, or None), defaults, dataset_defaults (per dataset format: changes applied
+    before the scale, e.g. a paper's per-dataset loss weights), scales, and the files read."""
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: `base` chain loops back to itself ({' -> '.join(str(p) for p in _seen)})")
@@ -94,14 +96,19 @@ def read_method_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
         if "defaults" not in raw:
             raise ConfigError(f"{path}: missing top-level key 'defaults'")
         return {"method": raw["method"], "requires": list(raw.get("requires", [])),
-                "body_model": bool(raw.get("body_model", False)), "defaults": raw["defaults"],
+                "body_model": bool(raw.get("body_model", False)), "teacher": raw.get("teacher"),
+                "defaults": raw["defaults"], "dataset_defaults": raw.get("dataset_defaults") or {},
                 "scales": raw.get("scales") or {}, "files": [str(path)]}
     base = read_method_file(path.parent / raw["base"], (*_seen, path.resolve()))
     scales = dict(base["scales"])
     for name, changes in (raw.get("scales") or {}).items():
         scales[name] = _merge(scales.get(name, {}), changes, f"{path}:scales.{name}", extend=True)
+    per_dataset = dict(base["dataset_defaults"])
+    for name, changes in (raw.get("dataset_defaults") or {}).items():
+        per_dataset[name] = _merge(per_dataset.get(name, {}), changes, f"{path}:dataset_defaults.{name}", extend=True)
     return {"method": raw["method"], "requires": list(raw.get("requires", base["requires"])),
             "body_model": bool(raw.get("body_model", base["body_model"])),
+            "teacher": raw.get("teacher", base["teacher"]), "dataset_defaults": per_dataset,
             "defaults": _merge(base["defaults"], raw.get("defaults") or {}, f"{path}:defaults", extend=True),
             "scales": scales, "files": [*base["files"], str(path)]}
 
@@ -121,10 +128,15 @@ def set_dotted(cfg: dict, assignment: str, where: str = "override") -> dict:
     return _merge(cfg, override, where)
 
 
-def load_method_config(path: str | Path, scale: str | None = None, overrides: list[str] | tuple = ()) -> dict:
+def load_method_config(path: str | Path, scale: str | None = None, overrides: list[str] | tuple = (),
+                       dataset_format: str | None = None) -> dict:
+    """defaults, then the dataset format's `dataset_defaults` (when the file has some for it), then the scale,
+    then the overrides. `dataset_format` is recorded in the config only when it changed something."""
     path = Path(path)
     raw = read_method_file(path)
     cfg = copy.deepcopy(raw["defaults"])
+    if dataset_format in raw["dataset_defaults"]:
+        cfg = _merge(cfg, raw["dataset_defaults"][dataset_format], f"{path}:dataset_defaults.{dataset_format}")
     if scale and scale != "paper":
         scales = raw["scales"]
         if scale not in scales:
@@ -134,6 +146,8 @@ def load_method_config(path: str | Path, scale: str | None = None, overrides: li
         cfg = set_dotted(cfg, assignment, f"{path.name} override")
     cfg["method"] = raw["method"]
     cfg["scale"] = scale or "paper"
+    if dataset_format in raw["dataset_defaults"]:
+        cfg["dataset_defaults"] = dataset_format
     return cfg
 
 

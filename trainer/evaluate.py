@@ -18,42 +18,15 @@ import torch
 
 from pipeline.atomic import write_text
 from pipeline.cli import reports_user_errors
-from pipeline.errors import InputError
 from pipeline.h5 import new_h5
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol
-from pipeline.weights import load_torch_file
 
 from .features import evaluate_protocols
 from .methods import method_class
-from .models import build_feature_net
+from .model_file import load_feature_net
 from .runtime import git_commit, pick_device
 from .stores import close_stores, open_stores, parse_store_args, test_store_paths
-
-MODEL_HINT = "give the model.pt that `python -m trainer.train` (the workflow's train rule) writes"
-
-
-def load_model_file(path: str | Path) -> dict:
-    """model.pt's contents, loaded without running code (weights_only) and checked to be a model.pt."""
-    state = load_torch_file(path, "trained model (model.pt)", MODEL_HINT)
-    if isinstance(state, dict) and state.get("kind") == "ccreid training checkpoint":
-        raise InputError(f"{path}: a training checkpoint (last.pt), not a trained model; training writes model.pt "
-                         f"when it finishes — {MODEL_HINT}")
-    missing = [k for k in ("feature_net", "config", "dataset") if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise InputError(f"{path}: not a ccreid model.pt (no {missing}); {MODEL_HINT}")
-    return state
-
-
-def load_feature_net(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    state = load_model_file(path)
-    m = state["config"]["model"]
-    # model.pt files written before feature_net_spec existed all hold CAL's FeatureNet
-    spec = state.get("feature_net_spec") or {"kind": "featurenet", "kwargs": {
-        "backbone": m["backbone"], "last_stride": m["last_stride"], "pooling": m["pooling"]}}
-    net = build_feature_net(spec)
-    net.load_state_dict(state["feature_net"])
-    return net.to(device).eval(), state
 
 
 @reports_user_errors

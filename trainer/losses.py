@@ -48,9 +48,12 @@ class TripletLoss(nn.Module):
         d2 = (features.pow(2).sum(1, keepdim=True) + others.pow(2).sum(1)[None, :] - 2 * features @ others.t())
         return d2.clamp(min=1e-12).sqrt()
 
-    def forward(self, features, targets, clothes=None):
+    def forward(self, features, targets, clothes=None, valid=None):
         """clothes given: 3DSL's clothes-aware sampling (paper §3.3) — an anchor's positives are its
-        identity in *other* clothes; an anchor with none of those in the batch falls back to its identity."""
+        identity in *other* clothes; an anchor with none of those in the batch falls back to its identity.
+        valid given (B booleans): only those rows are anchors, positives and negatives (DeSKPro's face losses
+        with data.missing_faces: mask); rows are masked rather than dropped so that every process gathers
+        the same number of them. No valid anchor: 0, still connected to the graph."""
         dist = self._distances(features)
         all_t = gather_with_local_grad(targets)
         same = (targets[:, None] == all_t[None, :]).float()
@@ -58,9 +61,17 @@ class TripletLoss(nn.Module):
         if clothes is not None:
             cross = same * (clothes[:, None] != gather_with_local_grad(clothes)[None, :]).float()
             is_pos = torch.where(cross.sum(1, keepdim=True) > 0, cross, same)
-        hardest_pos = (dist * is_pos).max(1).values
-        hardest_neg = (dist * (1 - same) + same * 1e8).min(1).values
-        return F.relu(hardest_pos - hardest_neg + self.margin).mean()
+        usable = torch.ones_like(same)
+        if valid is not None:
+            usable = gather_with_local_grad(valid.float())[None, :].expand_as(same)
+        excluded = (same + (1 - usable)).clamp(max=1)  # = same when every row is usable
+        hardest_pos = (dist * is_pos * usable).max(1).values
+        hardest_neg = (dist * (1 - excluded) + excluded * 1e8).min(1).values
+        per_anchor = F.relu(hardest_pos - hardest_neg + self.margin)
+        if valid is None:
+            return per_anchor.mean()
+        w = valid.float()
+        return (per_anchor * w).sum() / w.sum().clamp(min=1.0)
 
 
 def knowledge_distillation_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Tensor],

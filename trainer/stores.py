@@ -1,8 +1,13 @@
 """The preprocessing stores a method reads, as the train and evaluate CLIs receive them (`--store STAGE=PATH`)."""
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
 from pipeline.errors import InputError
-from pipeline.stages.store import Store
+from pipeline.h5 import open_h5
+from pipeline.stages.store import Store, store_rebuild
 
 
 def parse_store_args(args: list[str]) -> dict[str, str]:
@@ -53,3 +58,28 @@ def test_store_paths(cfg: dict, stores: dict[str, str]) -> dict[str, str]:
         raise InputError(f"method {cfg['method']} reads the {', '.join(missing)} store(s) at test time (test.stores): "
                          f"give --store {missing[0]}=PATH")
     return {s: stores[s] for s in needed}
+
+
+class StoreColumn:
+    """One field of a stage store read row by row, in the process that reads it: the HDF5 handle opens lazily
+    per process (handles do not survive a loader worker's fork) and stays open, as ImagePack's does. Rows are
+    not copied into memory: a real dataset's restored faces are gigabytes."""
+
+    def __init__(self, store: Store, field: str):
+        if field not in store.file:
+            raise InputError(f"{store.path}: a {store.attrs['stage']} store without the field {field!r} "
+                             f"(it has {sorted(store.file)}); {store_rebuild(store.path)}")
+        self.path, self.field, self.stage = str(store.path), field, str(store.attrs["stage"])
+        self._column = None
+        self._pid: int | None = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_column"] = None
+        return state
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        if self._column is None or self._pid != os.getpid():
+            self._column = open_h5(self.path, "stage store", store_rebuild(self.path))[self.field]
+            self._pid = os.getpid()
+        return self._column[row]

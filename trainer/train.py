@@ -24,7 +24,7 @@ from pipeline.cli import reports_user_errors
 from pipeline.datasets.base import pid2clothes
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
-from pipeline.listfile import read_lists
+from pipeline.listfile import read_lists, read_protocol
 from pipeline.weights import save_torch_file
 
 from . import distributed as D
@@ -43,7 +43,7 @@ MODEL_KIND = "ccreid model"
 
 def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "auto",
           stores: dict[str, str] | None = None, resources: dict | None = None) -> Path:
-    """resources: files a method reads besides images and stores (3DSL: body_model, mocap)."""
+    """resources: files a method reads besides images and stores (3DSL: body_model, mocap; DeSKPro: teacher)."""
     device = pick_device(device_name)
     if device.type == "cuda" and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -78,7 +78,9 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
                         generator=torch.Generator().manual_seed(cfg["seed"]))
     if len(loader) == 0:
         raise InputError(f"{lists}/train.txt: {len(dataset)} training items give no full batch of {d['batch_size']}")
-    method = build_method(cfg, num_pids, p2c, device, resources)
+    # the run's identity too: a method that trains from another's model (DeSKPro's teacher) checks it was
+    # trained on the same images and lists
+    method = build_method(cfg, num_pids, p2c, device, {**(resources or {}), "run": identity})
     if D.is_distributed():
         method.wrap_distributed(device)
 
@@ -138,18 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--body-model", default=None, help="SMPL-format body model .pkl (3DSL)")
     ap.add_argument("--mocap", default=None,
                     help="real SMPL parameters: an AMASS-style .npz or a folder of them (3DSL)")
+    ap.add_argument("--teacher", default=None,
+                    help="the teacher's model.pt a student trains from (DeSKPro: results/<dataset>/deskpro_teacher)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     a = ap.parse_args(argv)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    cfg = load_method_config(a.method_config, a.scale, a.set)
+    # the dataset's format selects the method file's dataset_defaults (DeSKPro's T and α for PRCC)
+    cfg = load_method_config(a.method_config, a.scale, a.set, read_protocol(a.lists)["format"])
     out = Path(a.out)
     if os.environ.get("RANK", "0") == "0":
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    resources = {"body_model": a.body_model, "mocap": a.mocap}
+    resources = {"body_model": a.body_model, "mocap": a.mocap, "teacher": a.teacher}
     path = train(cfg, a.lists, a.images, out, a.device, parse_store_args(a.store), resources)
     print(f"wrote {path}")
     return 0

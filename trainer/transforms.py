@@ -47,23 +47,35 @@ def resized(rgb: np.ndarray | list[np.ndarray], size: list[int]) -> torch.Tensor
     return TF.resize(to_tensor(rgb), size, antialias=True)
 
 
+def _enlarged_crop(h: int, w: int, factor: float, generator: torch.Generator | None) -> tuple[int, int, int, int]:
+    """(enlarged height, enlarged width, top, left): the image is resized ×factor and cropped back to h×w at a
+    random offset (CAL's RandomCroping, torchreid's Random2DTranslation)."""
+    big_h, big_w = int(round(h * factor)), int(round(w * factor))
+    top = int(round(_rand(generator) * (big_h - h)))
+    left = int(round(_rand(generator) * (big_w - w)))
+    return big_h, big_w, top, left
+
+
+def _crop_enlarged(img: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    big_h, big_w, top, left = box
+    h, w = img.shape[-2:]
+    img = TF.resize(img, [big_h, big_w], antialias=True)
+    return img[..., top: top + h, left: left + w]
+
+
 def random_crop_enlarged(img: torch.Tensor, p: float, factor: float = 1.125,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     if _rand(generator) >= p:
         return img
     h, w = img.shape[-2:]
-    big_h, big_w = int(round(h * factor)), int(round(w * factor))
-    img = TF.resize(img, [big_h, big_w], antialias=True)
-    top = int(round(_rand(generator) * (big_h - h)))
-    left = int(round(_rand(generator) * (big_w - w)))
-    return img[..., top : top + h, left : left + w]
+    return _crop_enlarged(img, _enlarged_crop(h, w, factor, generator))
 
 
-def random_erase(img: torch.Tensor, p: float, sl=0.02, sh=0.4, r1=0.3, fill=ERASE_FILL, attempts=100,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def _erase_box(h: int, w: int, p: float, sl=0.02, sh=0.4, r1=0.3, attempts=100,
+               generator: torch.Generator | None = None) -> tuple[int, int, int, int] | None:
+    """(y, x, eh, ew) of CAL's / torchreid's RandomErasing rectangle, or None (not applied or no fit)."""
     if _rand(generator) >= p:
-        return img
-    c, h, w = img.shape[-3:]
+        return None
     for _ in range(attempts):
         area = h * w * (sl + (sh - sl) * _rand(generator))
         aspect = r1 + (1 / r1 - r1) * _rand(generator)
@@ -72,10 +84,24 @@ def random_erase(img: torch.Tensor, p: float, sl=0.02, sh=0.4, r1=0.3, fill=ERAS
             # CAL's randint(0, H - h): the last rows and columns can be erased too
             y = _randint(h - eh, generator)
             x = _randint(w - ew, generator)
-            img = img.clone()
-            img[..., y : y + eh, x : x + ew] = torch.tensor(fill[:c], dtype=img.dtype)[:, None, None]
-            return img
+            return y, x, eh, ew
+    return None
+
+
+def _fill_box(img: torch.Tensor, box: tuple[int, int, int, int] | None, fill=ERASE_FILL) -> torch.Tensor:
+    if box is None:
+        return img
+    y, x, eh, ew = box
+    c = img.shape[-3]
+    img = img.clone()
+    img[..., y: y + eh, x: x + ew] = torch.tensor(fill[:c], dtype=img.dtype)[:, None, None]
     return img
+
+
+def random_erase(img: torch.Tensor, p: float, sl=0.02, sh=0.4, r1=0.3, fill=ERASE_FILL, attempts=100,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    return _fill_box(img, _erase_box(h, w, p, sl, sh, r1, attempts, generator), fill)
 
 
 def normalise(img: torch.Tensor) -> torch.Tensor:
@@ -99,3 +125,39 @@ class TestTransform:
 
     def __call__(self, rgb: np.ndarray | list[np.ndarray], generator: torch.Generator | None = None) -> torch.Tensor:
         return normalise(resized(rgb, self.size))
+
+
+class PairedTransform:
+    """DeSKPro's training pipeline (its data/datamanager.py and torchreid's transforms): resize, horizontal
+    flip (p 0.5), Random2DTranslation (p 0.5: enlarge ×1.05, crop back at a random offset), then, for images,
+    normalise and random erasing (p 0.5). One draw of every parameter serves all the inputs given together:
+    the body and its cloth mask get the same flip and translation (the mask is not normalised nor erased), and
+    a low-resolution face and its restored version get the same flip, translation and erasing. The official
+    code means to do this by running each input's transform inside isolate_rng(); as written that also repeats
+    the same draws for every sample of a worker, which is not done here (docs/methods.md#deskpro-deviations).
+
+    images: H×W×3 uint8 arrays; masks: H×W float arrays in [0, 1]. Returns (image tensors 3×h×w normalised,
+    mask tensors 1×h×w in [0, 1])."""
+
+    def __init__(self, height: int, width: int, flip_p: float = 0.5, translate_p: float = 0.5, factor: float = 1.05,
+                 erase_p: float = 0.5):
+        self.size, self.flip_p, self.translate_p, self.factor, self.erase_p = [height, width], flip_p, translate_p, \
+            factor, erase_p
+
+    def __call__(self, images: list[np.ndarray], masks: tuple[np.ndarray, ...] = (),
+                 generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        h, w = self.size
+        flip = _rand(generator) < self.flip_p
+        box = _enlarged_crop(h, w, self.factor, generator) if _rand(generator) < self.translate_p else None
+
+        def geometry(t: torch.Tensor) -> torch.Tensor:
+            t = TF.resize(t, self.size, antialias=True)
+            if flip:
+                t = TF.horizontal_flip(t)
+            return _crop_enlarged(t, box) if box is not None else t
+
+        out_images = [normalise(geometry(to_tensor(im))) for im in images]
+        erase = _erase_box(h, w, self.erase_p, generator=generator)
+        out_images = [_fill_box(im, erase) for im in out_images]
+        out_masks = [geometry(torch.from_numpy(np.ascontiguousarray(m, np.float32))[None]).clamp(0, 1) for m in masks]
+        return out_images, out_masks

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 
 from ..errors import InputError
@@ -17,10 +18,23 @@ from .store import decode_png, encode_png
 MERGE7 = ("background", "head", "tops", "bottoms", "dress", "arms", "lower_limbs")
 
 
+def attention_target(keep: np.ndarray, size: tuple[int, int] | None = None, epsilon: float = 0.1) -> np.ndarray:
+    """DeSKPro's CSA target (KimbingNg/DeskPro model/deskpro/deskpro.py, NoClothNet.forward; paper eq. (3)) from
+    its cloth-irrelevant mask `keep` (H×W in [0, 1], 0 on cloth): resized bilinearly by cv2.resize to `size`
+    (h, w) — the attention map's size — when given, then every pixel that is exactly 0 set to ε. Pixels that
+    bilinear resizing leaves between 0 and 1 (the cloth's border) keep their value, as in the official code."""
+    keep = np.asarray(keep, np.float32)
+    if keep.ndim != 2 or keep.size == 0:
+        raise InputError(f"attention target: expected a non-empty H×W mask, got shape {keep.shape}")
+    if size is not None:
+        keep = cv2.resize(keep, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+    return np.where(keep == 0, np.float32(epsilon), keep).astype(np.float32)
+
+
 def deskpro_target(cloth: np.ndarray, epsilon: float = 0.1) -> np.ndarray:
-    """DeSKPro's cloth-irrelevant attention target (KimbingNg/DeskPro
-    model/deskpro/deskpro.py; docs/preprocessing.md#cloth-masks): ε on cloth pixels, 1 elsewhere."""
-    return np.where(cloth > 0, epsilon, 1.0).astype(np.float32)
+    """The CSA target at the mask's own size (docs/preprocessing.md#cloth-masks): ε on cloth pixels, 1
+    elsewhere."""
+    return attention_target((np.asarray(cloth) == 0).astype(np.float32), None, epsilon)
 
 
 @register

@@ -91,5 +91,6 @@ class Method:
             m.train(mode)
 
     @staticmethod
-    def ddp(module: nn.Module, device: torch.device) -> nn.Module:
-        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    def ddp(module: nn.Module, device: torch.device, find_unused_parameters: bool = False) -> nn.Module:
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=find_unused_parameters)

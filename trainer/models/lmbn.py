@@ -191,15 +191,23 @@ class LMBN(nn.Module):
         """B×3×H×W → B×384×H/8×W/8."""
         return self.backbone(x)
 
+    def _embeddings(self, fmap):
+        return self.global_branch(fmap) + self.part_branch(fmap) + self.channel_branch(fmap)
+
     def branches(self, fmap):
         """The stem's map (possibly re-weighted) → the outputs described in the class docstring."""
-        outs = self.global_branch(fmap) + self.part_branch(fmap) + self.channel_branch(fmap)
+        outs = self._embeddings(fmap)
         if not self.training:
             return torch.stack([after for after, _, _ in outs], dim=2)
         return [logits for _, logits, _ in outs], [outs[0][2], outs[1][2], outs[2][2]]
 
     def forward(self, x):
         return self.branches(self.stem(x))
+
+    def logits(self, x):
+        """The 7 logits in either mode: DeSKPro's teacher gives its distillation targets in train mode (the
+        official code's) or in eval mode (teacher_mode: eval)."""
+        return [logits for _, logits, _ in self._embeddings(self.stem(x))]
 
 
 class SpatialAttention(nn.Module):
