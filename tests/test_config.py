@@ -26,9 +26,14 @@ def test_merged_configs_are_what_they_were_key_for_key(key):
     assert load_method_config(REPO / f"config/methods/{method}.yaml", scale) == expected
 
 
-def test_every_scale_a_method_file_defines_is_in_the_snapshot():
+def test_every_scale_a_snapshotted_method_defines_is_in_the_snapshot():
+    """Methods added after the snapshot (deskpro_teacher, deskpro) are pinned by their own tests instead."""
+    snapshotted = {key.split("/")[0] for key in SNAPSHOT}
+    assert snapshotted == {"baseline", "cal", "3dsl"}
     for path in sorted((REPO / "config/methods").glob("*.yaml")):
         spec = read_method_file(path)
+        if spec["method"] not in snapshotted:
+            continue
         assert {f"{spec['method']}/{s}" for s in ["paper", *spec["scales"]]} <= set(SNAPSHOT), path.name
 
 

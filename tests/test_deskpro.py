@@ -364,3 +364,18 @@ def test_dataset_defaults_apply_before_the_scale_and_only_to_their_format():
     assert celeb["loss"]["kd"] == {"temperature": 5.0, "alpha": 0.7} and "dataset_defaults" not in celeb
     overridden = cfg_of("deskpro", "loss.kd.alpha=0.5", fmt="prcc")
     assert overridden["loss"]["kd"] == {"temperature": 1.0, "alpha": 0.5}
+
+
+def test_the_report_lists_each_stream_after_the_method_result(tmp_path):
+    from trainer.report import table
+
+    def metrics(v):
+        return {"mAP": v, "rank1": v, "rank5": v, "rank10": v, "rank20": v, "num_valid_queries": 3}
+
+    path = tmp_path / "metrics.json"
+    path.write_text(__import__("json").dumps({
+        "dataset": "synthetic", "method": "deskpro", "protocols": {"CC": metrics(0.5)},
+        "streams": {"all": {"CC": metrics(0.5)}, "body": {"CC": metrics(0.3)}, "face": {"CC": metrics(0.2)}}}))
+    rows = [line.split() for line in table([str(path)]).splitlines()[1:]]
+    assert [(r[1], r[2], r[3]) for r in rows] == [("deskpro", "CC", "50.0"), ("deskpro[body]", "CC", "30.0"),
+                                                  ("deskpro[face]", "CC", "20.0")]

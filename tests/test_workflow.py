@@ -252,6 +252,48 @@ def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):
     assert (workflow / "logs/body/standin.log").is_file()
 
 
+def test_tiny_deskpro_end_to_end_and_a_faces_change_reruns_only_the_face_chain(workflow):
+    """Teacher, then student, on the offline stores; metrics for face ⊕ body and each stream. Changing the faces
+    backend (its parameters, or another backend) replans faces, faces_restored, both trainings and the student's
+    evaluation — not keypoints, parsing, cloth masks, lists or the pack."""
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["methods"] = ["baseline", "cal", "deskpro_teacher", "deskpro"]
+    (workflow / "deskpro.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/tiny/deskpro/metrics.json"
+    snakemake(workflow, "--cores", "2", target, "--configfile", "deskpro.yaml")
+    report = json.loads((workflow / target).read_text())
+    assert report["method"] == "deskpro" and set(report["streams"]) == {"all", "body", "face"}
+    assert report["protocols"] == report["streams"]["all"]
+    assert report["protocols"]["CC"]["num_valid_queries"] > 0
+    torch = __import__("torch")
+    model = torch.load(workflow / "results/tiny/deskpro/model.pt", weights_only=False)
+    assert set(model["preprocessing"]) == {"cloth_masks", "faces", "faces_restored"}
+    assert model["report"]["teacher"]["path"] == "results/tiny/deskpro_teacher/model.pt"
+    assert "loss_kd" in (workflow / "logs/tiny/deskpro/train.log").read_text()
+    assert jobs_planned(snakemake(workflow, "-n", target, "--configfile", "deskpro.yaml")) == {}
+
+    def plan(change):
+        c = json.loads(json.dumps(cfg))
+        change(c)
+        (workflow / "faces.yaml").write_text(yaml.safe_dump(c))
+        return jobs_planned(snakemake(workflow, "-n", target, "--configfile", "faces.yaml"))
+
+    face_chain = {"stage_shard": 2 + 1, "stage_merge": 2, "train": 2, "evaluate": 1}
+
+    def stricter_faces(c):
+        c["backends"] = {"faces": {"mediapipe": {"params": {"min_confidence": 0.6}, "inputs": ["keypoints"]}}}
+
+    assert plan(stricter_faces) == face_chain
+    weights = workflow / "data/models/retinaface_resnet50_2020-07-20-f168fae3c.zip"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"planning only checks that the file is there")
+
+    def retinaface(c):
+        c["stages"] = {"faces": {"backend": "retinaface"}}
+
+    assert plan(retinaface) == face_chain
+
+
 def test_a_missing_smpl_file_stops_the_plan_naming_file_and_source(workflow):
     cfg = dict(TINY_CONFIG, body={"model": "data/models/smpl/SMPL_NEUTRAL.pkl", "mocap": "standin"})
     (workflow / "smpl.yaml").write_text(yaml.safe_dump(cfg))

@@ -5,19 +5,30 @@ import json
 import sys
 
 
+def _rows(report: dict) -> list[tuple[str, str, dict]]:
+    """(method label, protocol, metrics): the method's result, then each further stream it reports alone
+    (DeSKPro: all = face ⊕ body is the result; body and face follow as deskpro[body], deskpro[face])."""
+    rows = [(report["method"], name, m) for name, m in report["protocols"].items()]
+    streams = list(report.get("streams", {}).items())
+    for stream, protocols in streams[1:]:
+        rows += [(f"{report['method']}[{stream}]", name, m) for name, m in protocols.items()]
+    return rows
+
+
 def table(paths: list[str]) -> str:
     reports = []
     for path in paths:
         with open(path) as fh:
             reports.append(json.load(fh))
     w = max([len("dataset")] + [len(r["dataset"]) for r in reports])
-    rows = [f"{'dataset':<{w}} method     protocol   mAP    R1     R5     R10    R20   queries"]
-    for report in reports:
-        for name, m in report["protocols"].items():
-            rows.append(f"{report['dataset']:<{w}} {report['method']:<10} {name:<8} "
-                        + " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10", "rank20"))
-                        + f"  {m['num_valid_queries']:>6}")
-    return "\n".join(rows)
+    rows = [(r["dataset"], *row) for r in reports for row in _rows(r)]
+    mw = max([len("method")] + [len(method) for _, method, _, _ in rows])
+    out = [f"{'dataset':<{w}} {'method':<{mw}} protocol   mAP    R1     R5     R10    R20   queries"]
+    for dataset, method, name, m in rows:
+        out.append(f"{dataset:<{w}} {method:<{mw}} {name:<8} "
+                   + " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10", "rank20"))
+                   + f"  {m['num_valid_queries']:>6}")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
