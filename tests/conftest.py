@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,28 @@ def tiny_dataset(tmp_path_factory) -> dict:
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_process_group_env(rank: int, world: int, port: int) -> None:
+    """What torchrun sets for a worker on one machine (gloo on CPU)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+
+
+def keep_built_method(captured: dict) -> None:
+    """Make trainer.train remember the method it builds (captured["m"]), to read its weights after train()."""
+    import trainer.train as T
+
+    original = T.build_method
+
+    def keep(*a, **kw):
+        captured["m"] = original(*a, **kw)
+        return captured["m"]
+
+    T.build_method = keep

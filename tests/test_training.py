@@ -1,6 +1,4 @@
 import json
-import os
-import socket
 
 import pytest
 import torch
@@ -10,7 +8,7 @@ from trainer.config import ConfigError, load_method_config
 from trainer.evaluate import main as evaluate_main
 from trainer.train import train
 
-from .conftest import REPO
+from .conftest import REPO, free_port, join_process_group_env, keep_built_method
 
 
 def cfg(method="cal", *overrides):
@@ -207,30 +205,15 @@ def test_overrides_take_the_type_of_the_value_they_replace():
             cfg("cal", bad)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, world, port, lists, images, out, queue):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    join_process_group_env(rank, world, port)
     torch.set_num_threads(1)
     c = load_method_config(REPO / "config/methods/cal.yaml", "tiny", ["epochs=1"])
     from trainer import distributed as D
     from trainer.train import train as run
 
     captured = {}
-    import trainer.train as T
-
-    original = T.build_method
-
-    def keep(*a, **kw):
-        captured["m"] = original(*a, **kw)
-        return captured["m"]
-
-    T.build_method = keep
+    keep_built_method(captured)
     run(c, lists, images, out, "cpu")
     m = captured["m"]
     flat = torch.cat([p.detach().flatten() for p in m.model.parameters()] +
@@ -241,7 +224,7 @@ def _ddp_worker(rank, world, port, lists, images, out, queue):
 def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tiny_dataset["lists"]), str(tiny_dataset["images"]),
                                                    tmp_path, queue)) for r in range(2)]
     for p in procs:
