@@ -294,6 +294,42 @@ def test_tiny_deskpro_end_to_end_and_a_faces_change_reruns_only_the_face_chain(w
     assert plan(retinaface) == face_chain
 
 
+def test_tiny_cre_bsga_end_to_end_and_a_parsing_change_reruns_only_the_parsing_chain(workflow):
+    """CRE+BSGA on the offline parsing and cloth masks; the evaluate rule gives it the cloth masks (BSGA reads the
+    test image's body mask). Switching the parsing backend replans parsing, cloth masks, train and evaluate only."""
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["methods"] = ["baseline", "cal", "cre_bsga"]
+    (workflow / "cre.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/tiny/cre_bsga/metrics.json"
+    snakemake(workflow, "--cores", "2", target, "--configfile", "cre.yaml")
+    report = json.loads((workflow / target).read_text())
+    assert report["method"] == "cre_bsga" and report["protocols"]["CC"]["num_valid_queries"] > 0
+    assert "anchors_without_cross_clothes_positive" in (workflow / "logs/tiny/cre_bsga/train.log").read_text()
+    assert jobs_planned(snakemake(workflow, "-n", target, "--configfile", "cre.yaml")) == {}
+
+    def plan(change):
+        c = json.loads(json.dumps(cfg))
+        change(c)
+        (workflow / "parsing.yaml").write_text(yaml.safe_dump(c))
+        return jobs_planned(snakemake(workflow, "-n", target, "--configfile", "parsing.yaml"))
+
+    parsing_chain = {"stage_shard": 2 + 1, "stage_merge": 2, "train": 1, "evaluate": 1}
+
+    def wider_limbs(c):
+        c["backends"] = {"parsing": {"keypoint-geometry": {"params": {"min_score": 0.3, "limb_width": 0.08},
+                                                           "inputs": ["keypoints", "silhouettes"]}}}
+
+    assert plan(wider_limbs) == parsing_chain
+    weights = workflow / "data/models/exp-schp-201908301523-atr.pth"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"planning only checks that the file is there")
+
+    def schp_atr(c):
+        c["stages"] = {"parsing": {"backend": "schp-atr"}}
+
+    assert plan(schp_atr) == parsing_chain
+
+
 def test_a_missing_smpl_file_stops_the_plan_naming_file_and_source(workflow):
     cfg = dict(TINY_CONFIG, body={"model": "data/models/smpl/SMPL_NEUTRAL.pkl", "mocap": "standin"})
     (workflow / "smpl.yaml").write_text(yaml.safe_dump(cfg))

@@ -18,15 +18,30 @@ import torch
 
 from pipeline.atomic import write_text
 from pipeline.cli import reports_user_errors
+from pipeline.errors import InputError
 from pipeline.h5 import new_h5
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol
 
+from .config import set_dotted
 from .features import evaluate_protocols
 from .methods import method_class
 from .model_file import load_feature_net
 from .runtime import git_commit, pick_device
 from .stores import close_stores, open_stores, parse_store_args, test_store_paths
+
+
+def test_overrides(cfg: dict, kind, assignments: list[str]) -> dict:
+    """The model's config with `test.KEY=VALUE` changes the method allows (Method.test_keys); anything else is
+    what the model was trained with and is refused, naming it."""
+    for assignment in assignments:
+        key = assignment.split("=", 1)[0]
+        allowed = [f"test.{k}" for k in kind.test_keys]
+        if key not in allowed:
+            raise InputError(f"--set {assignment}: {cfg['method']} allows only {allowed or 'no keys'} to change at "
+                             "evaluation; the rest is what the model was trained with")
+        cfg = set_dotted(cfg, assignment, "--set")
+    return cfg
 
 
 @reports_user_errors
@@ -40,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", default=None, help="features.h5 path (default: beside --out)")
     ap.add_argument("--store", action="append", default=[], metavar="STAGE=PATH",
                     help="a store the method's test items read (its config's test.stores), e.g. faces=H5")
+    ap.add_argument("--set", action="append", default=[], metavar="test.KEY=VALUE",
+                    help="change a test-time setting the method allows on the trained model, e.g. test.bsga=false "
+                         "(CRE+BSGA without parsing at test); recorded in metrics.json")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -51,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     net, state = load_feature_net(a.model, device)
     cfg = state["config"]
     kind = method_class(cfg)
+    cfg = test_overrides(cfg, kind, a.set)
+    net = kind.test_feature_net(net, cfg)
     pack = ImagePack(a.images)
     meta = read_protocol(a.lists)
     stores = open_stores(test_store_paths(cfg, parse_store_args(a.store)), pack.manifest_sha256)
@@ -78,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_dataset": state["dataset"],
         "method": cfg["method"],
         "scale": cfg["scale"],
+        **({"test_overrides": a.set} if a.set else {}),
         "protocols": metrics,
         # a method with several streams (DeSKPro: all = face ⊕ body) also reports each stream alone
         **({"streams": extra["streams"]} if len(extra["streams"]) > 1 else {}),

@@ -74,6 +74,41 @@ class TripletLoss(nn.Module):
         return (per_anchor * w).sum() / w.sum().clamp(min=1.0)
 
 
+class CrossClothesTripletLoss(nn.Module):
+    """CRE+BSGA's batch cross-clothes triplet (Mu et al. §3.3, eq. (7)): for every anchor, one triplet per
+    positive of its identity in *other* clothes in the batch, each with the anchor's hardest negative (closest
+    other identity); cosine distance of L2-normalised features, hinge at `margin`. An anchor with no such
+    positive gives no triplet. The paper sums an anchor's triplets and does not say how anchors combine:
+    `average` "triplets" is the mean over every triplet of the batch, "anchors" the mean over anchors (that have
+    one) of each anchor's sum. The other side is gathered over processes as in TripletLoss.
+
+    forward → (loss, fraction of anchors without a cross-clothes positive)."""
+
+    AVERAGES = ("triplets", "anchors")
+
+    def __init__(self, margin: float = 0.3, average: str = "triplets"):
+        super().__init__()
+        if average not in self.AVERAGES:
+            raise InputError(f"loss.triplet.average must be one of {', '.join(self.AVERAGES)}, got {average!r}")
+        self.margin, self.average = margin, average
+
+    def forward(self, features, targets, clothes):
+        f = F.normalize(features, dim=1)
+        dist = 1 - f @ gather_with_local_grad(f).t()
+        same = targets[:, None] == gather_with_local_grad(targets)[None, :]
+        cross = same & (clothes[:, None] != gather_with_local_grad(clothes)[None, :])
+        hardest_neg = (dist + same.float() * 1e8).min(1).values
+        hinge = F.relu(self.margin + dist - hardest_neg[:, None]) * cross.float()
+        per_anchor = cross.sum(1)
+        has = per_anchor > 0
+        without = 1.0 - has.float().mean().item()
+        if not has.any():  # no identity in other clothes in this batch: zero, still connected to the graph
+            return features.sum() * 0.0, without
+        if self.average == "triplets":
+            return hinge.sum() / per_anchor.sum(), without
+        return hinge.sum(1)[has].mean(), without
+
+
 def knowledge_distillation_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Tensor],
                                 temperature: float) -> torch.Tensor:
     """DeSKPro's L_KD (its loss/kd_loss.py; paper eq. (6)): over the logit pairs, KL(softmax(t/T) ‖

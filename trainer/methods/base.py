@@ -59,6 +59,16 @@ class Method:
             return PackedClips(pack, samples, transform, train=False, seq_len=video["seq_len"], stride=video["stride"])
         return PackedImages(pack, samples, transform)
 
+    # keys under `test` that `trainer.evaluate --set test.KEY=...` may change on a trained model (the others were
+    # fixed when it trained: e.g. DeSKPro's face stream decides which weights model.pt holds)
+    test_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def test_feature_net(cls, net: nn.Module, cfg: dict) -> nn.Module:
+        """The rebuilt feature net set up as the config's `test` section asks (CRE+BSGA: with or without BSGA);
+        evaluation calls it after loading model.pt, whose test settings `trainer.evaluate --set test.*` may change."""
+        return net
+
     @classmethod
     def sampler_clothes(cls, cfg: dict, dataset):
         """Clothes labels for a clothes-aware identity sampler, or None for plain P×K."""

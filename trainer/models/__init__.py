@@ -15,6 +15,9 @@ def build_feature_net(spec: dict):
     if kind == "threedsl":
         from .threedsl import ThreeDSLNet
         return ThreeDSLNet(pretrained="none", **kwargs)
+    if kind == "bsga":
+        from .bsga import BSGANet
+        return BSGANet(pretrained="none", **kwargs)
     if kind == "deskpro":
         from .deskpro import deskpro_net
         return deskpro_net(pretrained="none", **kwargs)
