@@ -11,28 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference_timing import params, per_second  # noqa: E402
+
 from pipeline.stages.schp import SCHPNet  # noqa: E402
 from trainer.models.bsga import BSGANet  # noqa: E402
 
 ATR_CLASSES, ATR_SIZE = 18, 512
-
-
-def params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def per_second(fn, batch: int, batches: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        fn()
-    return batch * batches / (time.perf_counter() - t0)
 
 
 def main() -> int:

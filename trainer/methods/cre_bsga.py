@@ -16,7 +16,8 @@ from pipeline.errors import InputError
 
 from ..cre_data import CREItems
 from ..losses import CrossClothesTripletLoss, TripletLoss, build_identity_loss
-from ..models.bsga import BSGAModel, BSGANet
+from ..models import ReIDModel
+from ..models.bsga import BSGANet
 from ..optim import build_optimizer, build_scheduler
 from ..precision import Precision
 from .base import Method, register
@@ -50,7 +51,7 @@ class CREBSGA(Method):
         self.cre, self.ab = ab["cre"], ab
         self.spec = {"backbone": m["backbone"], "last_stride": m["last_stride"], "pooling": m["pooling"],
                      "bsga": ab["bsga"], "bsga_reduction": m["bsga_reduction"]}
-        self.model = BSGAModel(BSGANet(pretrained=m["pretrained"], **self.spec), num_pids).to(device)
+        self.model = ReIDModel(BSGANet(pretrained=m["pretrained"], **self.spec), num_pids).to(device)
         self.test_feature_net(self.model.features, cfg)
         self.net: nn.Module = self.model
         self.id_loss = build_identity_loss(loss["id"])

@@ -18,7 +18,7 @@ from torch import nn
 from pipeline.errors import InputError
 
 from .backbones import build_resnet
-from .reid import LinearClassifier, build_pooling
+from .reid import build_pooling
 
 REDUCTIONS = ("meanmax", "conv")
 
@@ -84,16 +84,3 @@ class BSGANet(nn.Module):
                 raise InputError("BSGA needs the body mask with the image (items {'image', 'body_mask'})")
             fmap, _ = self.bsga(fmap, x["body_mask"])
         return self.bn(self.pool(self.stage34(fmap)).flatten(1))
-
-
-class BSGAModel(nn.Module):
-    """BSGANet and the identity classifier in one module (one DDP wrapper)."""
-
-    def __init__(self, features: BSGANet, num_pids: int):
-        super().__init__()
-        self.features = features
-        self.classifier = LinearClassifier(features.dim, num_pids)
-
-    def forward(self, x):
-        f = self.features(x)
-        return f, self.classifier(f)

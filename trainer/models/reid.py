@@ -88,9 +88,10 @@ class NormalizedClassifier(nn.Module):
 
 
 class ReIDModel(nn.Module):
-    """FeatureNet plus the identity classifier: one module, so DDP wraps both at once."""
+    """A feature network (FeatureNet, BSGANet: anything with `dim`) plus the identity classifier: one module, so
+    DDP wraps both at once."""
 
-    def __init__(self, features: FeatureNet, num_pids: int):
+    def __init__(self, features: nn.Module, num_pids: int):
         super().__init__()
         self.features = features
         self.classifier = LinearClassifier(features.dim, num_pids)
