@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: set up, generate the synthetic cloth-changing dataset, train and evaluate baseline and CAL
-# (METHODS="baseline cal 3dsl" adds 3DSL),
+# (METHODS="baseline cal 3dsl deskpro cre_bsga" adds the others),
 # print the metrics. Everything runs through the Snakemake DAG; a rerun resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
