@@ -283,3 +283,38 @@ def test_evaluation_without_bsga_needs_no_retraining_and_other_keys_stay_fixed(t
     assert "allows only ['test.bsga', 'test.stores'] to change" in capsys.readouterr().err
     assert evaluate_main([*common, "--set", "test.stores=[]", "--out", str(tmp_path / "x.json")]) == 2
     assert "test.stores must name cloth_masks (or set test.bsga: false)" in capsys.readouterr().err
+
+
+def _ddp_worker(rank, world, port, lists, images, cloth_store, out, queue):
+    from .conftest import join_process_group_env, keep_built_method
+
+    join_process_group_env(rank, world, port)
+    torch.set_num_threads(1)
+    import trainer.train as T
+
+    captured = {}
+    keep_built_method(captured)
+    T.train(cfg_of("epochs=1"), lists, images, out, "cpu", {"cloth_masks": cloth_store})
+    queue.put((rank, torch.cat([p.detach().flatten() for p in captured["m"].model.parameters()]).numpy()))
+
+
+def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset, cloth_store):
+    """Two processes, each with its own 2M-image batches: the cross-clothes triplet gathers features, identities
+    and clothes over ranks; DDP keeps the replicas equal."""
+    import torch.multiprocessing as mp
+
+    from .conftest import free_port
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tiny_dataset["lists"]), str(tiny_dataset["images"]),
+                                                   cloth_store, tmp_path, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=300) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    np.testing.assert_allclose(results[0], results[1], atol=1e-6)
+    assert torch.load(tmp_path / "model.pt", weights_only=False)["world_size"] == 2
