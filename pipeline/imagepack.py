@@ -22,10 +22,10 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from .errors import InputError, MissingInputError
 from .h5 import new_h5, open_h5
+from .progress import progress as show_progress
 
 FORMAT_VERSION = 2  # 2: per-image crc32
 REBUILD = "rebuild it (snakemake --forcerun pack <target>, or python -m pipeline.pack)"
@@ -52,8 +52,7 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
         enc = f.create_dataset("encoded", (n,), dtype=h5py.vlen_dtype(np.uint8))
         hw = np.zeros((n, 2), np.int32)
         crc = np.zeros(n, np.uint32)
-        for i, rel in enumerate(tqdm(paths, desc=f"pack {dataset}",
-                                     disable=None if progress is None else not progress)):
+        for i, rel in enumerate(show_progress(paths, f"pack {dataset}", enabled=progress, unit="images")):
             file = root / rel
             try:
                 data = file.read_bytes()
@@ -136,7 +135,7 @@ class ImagePack:
 
     def verify(self, progress: bool | None = None) -> None:
         """Check every image's bytes; raises at the first corrupt one."""
-        for i in tqdm(range(len(self)), desc=f"verify {self.path}", disable=None if progress is None else not progress):
+        for i in show_progress(range(len(self)), f"verify {self.path}", enabled=progress, unit="images"):
             self.encoded(i)
 
     def image(self, i: int) -> np.ndarray:

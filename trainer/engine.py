@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline.atomic import write_text
 from pipeline.errors import InputError
+from pipeline.progress import progress as show_progress
 from pipeline.weights import load_torch_file, save_torch_file
 
 from . import distributed as D
@@ -145,15 +145,19 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         method.train(True)
         sums: dict[str, float] = defaultdict(float)
         steps, t0 = 0, time.time()
-        for images, pids, camids, clothes in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=None,
-                                                  leave=False):
+        for images, pids, camids, clothes in show_progress(loader, f"epoch {epoch + 1}/{epochs}", unit="steps",
+                                                           leave=False):
             stats = method.train_step(to_device(images, device), pids.to(device), camids.to(device),
                                       clothes.to(device), epoch, precision)
             for k, v in stats.items():
                 sums[k] += v
             steps += 1
+        # the learning rates this epoch ran with (before the schedulers step), and its throughput
+        lrs = {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in method.optimizers.items()}
+        seconds = time.time() - t0
         method.end_epoch(epoch)
-        record = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 2), "steps": steps,
+        record = {"epoch": epoch + 1, "seconds": round(seconds, 2), "steps": steps,
+                  "images_per_second": round(steps * (loader.batch_size or 0) / max(seconds, 1e-9), 2), **lrs,
                   **{k: v / max(steps, 1) for k, v in sums.items()}}
         if evaluate is not None and eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             record["eval"] = evaluate(epoch)

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_lists
+from pipeline.progress import progress as show_progress
 
 from .data import PackedClips
 from .engine import to_device
@@ -55,7 +55,7 @@ def extract(net: torch.nn.Module, dataset, device: torch.device, batch_size: int
     net.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     out: dict[str, list] = {}
-    for images, *_ in tqdm(loader, desc=desc, disable=None, leave=False):
+    for images, *_ in show_progress(loader, desc, unit="batches", leave=False):
         images = to_device(images, device)
         f = net(images)
         if flip:

@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..atomic import write_text
 from ..cli import reports_user_errors
 from ..digest import file_sha256
 from ..errors import InputError, MissingInputError
 from ..imagepack import ImagePack
+from ..progress import progress as show_progress
 from .backends import Item, build, check_params, registered
 from .store import Store, merge, shard_indices, write_shard
 
@@ -65,8 +65,8 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
         indices = shard_indices(len(pack), shard, num_shards)
         records = []
         t0 = time.time()
-        for i in tqdm(indices, desc=f"{stage}/{backend_name} shard {shard + 1}/{num_shards}",
-                      disable=None if progress is None else not progress):
+        for i in show_progress(indices, f"{stage}/{backend_name} shard {shard + 1}/{num_shards}", enabled=progress,
+                               unit="images"):
             item = Item(int(i), pack.paths[i], {name: {f: s[f][i] for f in fields[name]} for name, s in inputs.items()})
             records.append(backend(pack.image(int(i)), item))
         input_attrs = {name: {"backend": s.attrs["backend"], "params": s.attrs["params"]} for name, s in inputs.items()}

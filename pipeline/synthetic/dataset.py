@@ -22,9 +22,9 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import InputError, OutputExistsError
+from ..progress import progress as show_progress
 from .figure import COCO17, PART_LABELS, VIEWS, render_person, sample_pose
 from .scene import background, light, sample_camera
 from .traits import assign_outfits, sample_identity, sample_outfit
@@ -150,15 +150,14 @@ def generate(spec: SyntheticSpec, out_dir: str | Path, jobs: int = 1, progress: 
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     work = _jobs(spec)
-    disable = None if progress is None else not progress
     results = []
     if jobs > 1:
         with mp.get_context("fork").Pool(jobs, _init_worker, (spec, str(partial))) as pool:
-            for r in tqdm(pool.imap(_render, work, chunksize=8), total=len(work), desc="synthetic", disable=disable):
+            for r in show_progress(pool.imap(_render, work, chunksize=8), "synthetic", len(work), progress, "images"):
                 results.append(r)
     else:
         _init_worker(spec, str(partial))
-        results = [_render(j) for j in tqdm(work, desc="synthetic", disable=disable)]
+        results = [_render(j) for j in show_progress(work, "synthetic", enabled=progress, unit="images")]
 
     identities, outfits, pairs, _ = _world(spec)
     gt_dir = partial / "groundtruth"

@@ -1,0 +1,70 @@
+"""Progress in logs (pipeline/progress.py) and the console scripts."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import progress as P
+
+
+def test_log_lines_come_at_the_interval_with_counts_rate_and_eta(monkeypatch, capsys):
+    monkeypatch.setenv(P.INTERVAL_ENV, "0.05")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+
+    def slow(n):
+        for i in range(n):
+            time.sleep(0.02)
+            yield i
+
+    assert list(P.progress(slow(12), "shard 1/2", total=12, unit="images")) == list(range(12))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 3  # some while it ran, one at the end
+    assert all(line.startswith("shard 1/2: ") for line in lines)
+    assert "ETA" in lines[0] and "/12 images" in lines[0] and "images/s" in lines[0]
+    assert lines[-1].startswith("shard 1/2: 12/12 images") and lines[-1].endswith("done")
+    assert list(P.progress(range(3), "quiet", enabled=False)) == [0, 1, 2]
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-3"])
+def test_a_bad_interval_is_named(monkeypatch, raw):
+    monkeypatch.setenv(P.INTERVAL_ENV, raw)
+    with pytest.raises(ValueError, match=P.INTERVAL_ENV):
+        P.log_interval()
+
+
+def test_a_stage_shards_log_shows_progress_while_it_runs(tiny_dataset, tmp_path):
+    """As under Snakemake: output to a file, not a terminal. The log must grow during the shard, not only at its
+    end."""
+    log = tmp_path / "shard.log"
+    env = dict(os.environ, **{P.INTERVAL_ENV: "0.2"})
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.stages", "run", "--stage", "keypoints", "--backend",
+                                 "mediapipe", "--images", str(tiny_dataset["images"]), "--out",
+                                 str(tmp_path / "k.h5")], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        seen_while_running = []
+        while proc.poll() is None:
+            text = log.read_text()
+            if "keypoints/mediapipe shard 1/1: " in text:
+                seen_while_running.append(text)
+            time.sleep(0.05)
+    assert proc.returncode == 0, log.read_text()
+    assert seen_while_running, log.read_text()
+    assert "ETA" in seen_while_running[0]
+    lines = [line for line in log.read_text().splitlines() if line.startswith("keypoints/mediapipe shard 1/1: ")
+             and "images/s" in line]
+    assert len(lines) >= 2 and lines[-1].endswith("done") and not lines[0].endswith("done")
+
+
+@pytest.mark.parametrize("script, module", [("ccreid-lists", "pipeline.lists"), ("ccreid-train", "trainer.train"),
+                                            ("ccreid-evaluate", "trainer.evaluate"),
+                                            ("ccreid-stages", "pipeline.stages")])
+def test_console_scripts_are_the_python_m_programs(script, module):
+    path = Path(sys.executable).parent / script
+    assert path.is_file(), f"{script} not installed beside {sys.executable} (pip install -e .)"
+    out = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=120)
+    ref = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout == ref.stdout
