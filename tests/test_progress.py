@@ -68,3 +68,29 @@ def test_console_scripts_are_the_python_m_programs(script, module):
     out = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=120)
     ref = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout == ref.stdout
+
+
+def test_training_writes_its_history_as_tensorboard_scalars(tiny_dataset, tmp_path):
+    pytest.importorskip("tensorboard", reason="the optional tensorboard extra (installed by the test extra)")
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainer.config import load_method_config
+    from trainer.train import train
+
+    from .conftest import REPO
+
+    cfg = load_method_config(REPO / "config/methods/cal.yaml", "tiny", ["epochs=2", "eval_every=1"])
+    train(cfg, str(tiny_dataset["lists"]), str(tiny_dataset["images"]), tmp_path, "cpu")
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert {"lr_optimizer", "lr_optimizer_cc", "images_per_second", "seconds"} <= set(history[0])
+    runs = list((tmp_path / "tensorboard").iterdir())
+    assert len(runs) == 1  # one folder per run key
+    events = EventAccumulator(str(runs[0]))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss_id", "train/lr_optimizer", "train/images_per_second", "eval/CC/mAP"} <= tags
+    assert [e.step for e in events.Scalars("train/loss_id")] == [1, 2]
+    lrs = [h["lr_optimizer"] for h in history]
+    assert [e.value for e in events.Scalars("train/lr_optimizer")] == pytest.approx(lrs)

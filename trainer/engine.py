@@ -130,9 +130,11 @@ def discard_other_runs(out: Path, keep: Path, identity: dict) -> None:
 
 def fit(method: Method, loader, sampler, epochs: int, device: torch.device, precision: Precision,
         checkpoint: Path, identity: dict, history: Path | None = None,
-        evaluate: Callable[[int], dict] | None = None, eval_every: int = 0) -> dict:
+        evaluate: Callable[[int], dict] | None = None, eval_every: int = 0,
+        on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train from the checkpoint (if this run has one) to `epochs`; identity: what the run reads
-    (trainer.run_identity), recorded in and checked against the checkpoint."""
+    (trainer.run_identity), recorded in and checked against the checkpoint. on_epoch: called on rank 0 with
+    each epoch's record once it is checkpointed and in history.jsonl."""
     start, records = load_checkpoint(checkpoint, method, identity, precision) if checkpoint.is_file() else (0, [])
     if start and D.rank() == 0:
         print(f"resuming from {checkpoint} at epoch {start}")
@@ -170,4 +172,6 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
             if history is not None:
                 with history.open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
+            if on_epoch is not None:  # e.g. TensorBoard (trainer/scalars.py): the record as history.jsonl has it
+                on_epoch(record)
     return record

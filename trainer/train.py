@@ -33,9 +33,10 @@ from .engine import checkpoint_path, discard_other_runs, fit
 from .features import evaluate_protocols
 from .methods import build_method, method_class
 from .precision import Precision
-from .run_identity import run_identity
+from .run_identity import run_identity, run_key
 from .runtime import git_commit, pick_device, seed_everything
 from .samplers import SAMPLERS, SeededDraws
+from .scalars import ScalarLog, tensorboard_installed
 from .stores import close_stores, open_stores, parse_store_args, store_provenance, test_store_paths
 
 MODEL_KIND = "ccreid model"
@@ -98,8 +99,15 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     ckpt = checkpoint_path(out, identity)
     if D.rank() == 0:
         discard_other_runs(out, ckpt, identity)
-    fit(method, loader, sampler, cfg["epochs"], device, Precision(device, cfg["amp"]), ckpt, identity,
-        history=out / "history.jsonl", evaluate=periodic_eval if D.rank() == 0 else None, eval_every=cfg["eval_every"])
+    scalars = ScalarLog(out / "tensorboard" / run_key(identity)) if D.rank() == 0 and tensorboard_installed() \
+        else None
+    try:
+        fit(method, loader, sampler, cfg["epochs"], device, Precision(device, cfg["amp"]), ckpt, identity,
+            history=out / "history.jsonl", evaluate=periodic_eval if D.rank() == 0 else None,
+            eval_every=cfg["eval_every"], on_epoch=scalars.epoch if scalars else None)
+    finally:
+        if scalars:
+            scalars.close()
     model_path = out / "model.pt"
     if D.rank() == 0:
         feature_net = method.feature_net()
