@@ -1,2 +1,15 @@
-"""ccreid training: data, samplers, models, losses, methods, engine, evaluation."""
+"""ccreid training: data, samplers, models, losses, methods, engine, evaluation.
+
+The notebook API (trainer/api.py) is exported here lazily — `from trainer import load_model, evaluate,
+store_record` — so that importing trainer.config (as the workflow does while it plans) does not load torch."""
 __version__ = "0.1.0"
+_API = ("TrainedModel", "evaluate", "load_model", "store_record")
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'trainer' has no attribute {name!r}")

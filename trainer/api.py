@@ -1,0 +1,123 @@
+"""A Python API for notebooks: features from a trained model.pt for image files or arrays, evaluation of features
+or a distance matrix under a protocol, and a preprocessing store's record for one image.
+
+    from trainer.api import load_model, evaluate, store_record
+    model = load_model("results/synthetic/cal/model.pt")
+    feats = model.features(["a.jpg", "b.jpg"])            # N×D, L2-normalised, flip-summed as in evaluation
+
+No lists and no image pack are needed. Methods whose test items read preprocessing stores besides the image
+(DeSKPro's faces, CRE+BSGA's body masks with test.bsga) are refused by `features`, naming what they need:
+evaluate those with `python -m trainer.evaluate` and their stores.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from pipeline.errors import InputError, MissingInputError
+from pipeline.imagepack import ImagePack
+from pipeline.stages.store import VLEN_SUFFIX, Store, decode_png, decode_rgb
+
+from .evaluation import evaluate as evaluate_distances
+from .evaluation import evaluate_features, summarise
+from .features import flip_images, test_streams
+from .methods import method_class
+from .model_file import load_feature_net
+from .runtime import pick_device
+from .transforms import TestTransform
+
+__all__ = ["TrainedModel", "load_model", "evaluate", "store_record"]
+
+
+def _read_image(image: str | Path | np.ndarray) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"an image array must be H×W×3 uint8 RGB, got {image.shape} {image.dtype}")
+        return image
+    path = Path(image)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no such image")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{path}: not an image OpenCV can read")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+class TrainedModel:
+    """A model.pt's feature network with its test transform. `config` is the merged config it trained with."""
+
+    def __init__(self, net: torch.nn.Module, state: dict, device: torch.device):
+        self.net, self.state, self.device = net, state, device
+        self.config = state["config"]
+        self.method = self.config["method"]
+        d = self.config["data"]
+        self.transform = TestTransform(d["height"], d["width"])
+
+    @torch.no_grad()
+    def features(self, images: Sequence[str | Path | np.ndarray], batch_size: int = 32,
+                 stream: str | None = None) -> np.ndarray:
+        """One L2-normalised feature row per image (paths or H×W×3 uint8 RGB arrays): f(x) + f(flip x), then the
+        method's own normalisation, as `trainer.evaluate` computes image features. stream: for a net with several
+        (None: its result, the first)."""
+        needs = self.config.get("test", {}).get("stores", [])
+        if needs:
+            raise InputError(f"{self.method} reads the {', '.join(needs)} store(s) at test time (test.stores), which "
+                             "images alone do not give; use python -m trainer.evaluate with --store")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        rows: list[np.ndarray] = []
+        for start in range(0, len(images), batch_size):
+            x = torch.stack([self.transform(_read_image(im)) for im in images[start: start + batch_size]])
+            x = x.to(self.device)
+            f = self.net(x) + self.net(flip_images(x))
+            streams = test_streams(self.net, f)
+            name = next(iter(streams)) if stream is None else stream
+            if name not in streams:
+                raise InputError(f"stream {stream!r}: this model has {list(streams)}")
+            rows.append(streams[name].float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> TrainedModel:
+    """A trained model.pt (checked, loaded without running code) on `device` ("cpu", "cuda", "cuda:1", "auto")."""
+    dev = pick_device(device)
+    net, state = load_feature_net(path, dev)
+    net = method_class(state["config"]).test_feature_net(net, state["config"])
+    return TrainedModel(net.eval(), state, dev)
+
+
+def evaluate(query: np.ndarray, gallery: np.ndarray | None, q_pids, g_pids, q_camids, g_camids, q_clothes=None,
+             g_clothes=None, mode: str = "general") -> dict:
+    """mAP, mINP and CMC (rank-1/5/10/20 and the curve to rank 50) under a protocol mode: "general", "CC"
+    (same-clothes matches are junk) or "SC" (other-clothes matches are junk), Simple-CCReID's rules
+    (docs/protocols.md). query, gallery: L2-normalised features (cosine distance); or query a Q×G distance matrix
+    and gallery None."""
+    if gallery is None:
+        result = evaluate_distances(np.asarray(query), q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, mode)
+    else:
+        result = evaluate_features(np.asarray(query, np.float32), np.asarray(gallery, np.float32), q_pids, g_pids,
+                                   q_camids, g_camids, q_clothes, g_clothes, mode=mode)
+    return {**summarise(result), "cmc": [float(v) for v in np.asarray(result["cmc"])[:50]]}
+
+
+def store_record(store: str | Path, images: str | Path, image: str | int) -> dict:
+    """Every field of a stage store for one image of the pack (its path as listed, or its row), PNG fields
+    decoded (RGB crops as H×W×3, label maps as H×W)."""
+    pack = ImagePack(images)
+    row = image if isinstance(image, int) else int(pack.indices([str(image)])[0])
+    if not 0 <= row < len(pack):
+        raise InputError(f"row {row}: the image pack has {len(pack)} images")
+    with Store(store, pack.manifest_sha256) as s:
+        record = {}
+        for name in s.file:
+            value = s[name][row]
+            if name.endswith(VLEN_SUFFIX):
+                value = decode_png(value)
+                if value.ndim == 3:
+                    value = decode_rgb(s[name][row])
+            record[name] = value.item() if isinstance(value, np.generic) else value
+    return record
