@@ -108,6 +108,8 @@ def test_summary_reports_ranks_and_counts():
     s = summarise(r)
     assert s["rank1"] == pytest.approx(0.1) and s["rank20"] == pytest.approx(r["cmc"][19])
     assert s["num_valid_queries"] == 7
+    assert s["cmc"] == pytest.approx(list(r["cmc"]), abs=1e-6) and len(s["cmc"]) == 30  # to rank 50, 6 decimals
+    assert len(summarise({**r, "cmc": np.linspace(0, 1, 80)})["cmc"]) == 50
 
 
 def test_single_shot_galleries_pick_one_image_per_identity_reproducibly():

@@ -101,7 +101,7 @@ def evaluate(query: np.ndarray, gallery: np.ndarray | None, q_pids, g_pids, q_ca
     else:
         result = evaluate_features(np.asarray(query, np.float32), np.asarray(gallery, np.float32), q_pids, g_pids,
                                    q_camids, g_camids, q_clothes, g_clothes, mode=mode)
-    return {**summarise(result), "cmc": [float(v) for v in np.asarray(result["cmc"])[:50]]}
+    return summarise(result)
 
 
 def store_record(store: str | Path, images: str | Path, image: str | int) -> dict:

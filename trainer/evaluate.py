@@ -2,8 +2,8 @@
 
 Extracts features (flip-augmented images, or clip-averaged tracklets) for every split the dataset's
 protocols use, evaluates each protocol (protocol.json) and writes metrics.json (per protocol: mAP,
-rank-1/5/10/20, mINP, valid queries; `dataset` is the evaluated dataset, `train_dataset` the one the
-model was trained on; plus provenance) and features.h5 beside it.
+rank-1/5/10/20, mINP, valid queries, the CMC curve to rank 50; `dataset` is the evaluated dataset,
+`train_dataset` the one the model was trained on; plus provenance) and features.h5 beside it.
 """
 from __future__ import annotations
 

@@ -169,8 +169,12 @@ def average_results(results: list[dict]) -> dict:
             "num_queries": results[0]["num_queries"], "trials": len(results)}
 
 
+CMC_RANKS = 50  # metrics.json keeps the CMC curve this far (torchreid's max_rank), for plots
+
+
 def summarise(result: dict, ranks=(1, 5, 10, 20)) -> dict:
-    """The numbers metrics.json records for one protocol."""
+    """The numbers metrics.json records for one protocol: mAP, rank-k, mINP, counts and the CMC curve to rank 50
+    (shorter when the gallery is)."""
     cmc = result["cmc"]
     out = {"mAP": float(result["mAP"])}
     for k in ranks:
@@ -178,6 +182,7 @@ def summarise(result: dict, ranks=(1, 5, 10, 20)) -> dict:
     out["mINP"] = float(result["mINP"])
     out["num_valid_queries"] = int(result["num_valid"])
     out["num_queries"] = int(result["num_queries"])
+    out["cmc"] = [round(float(v), 6) for v in np.asarray(cmc)[:CMC_RANKS]]
     if "trials" in result and result["trials"] > 1:
         out["trials"] = int(result["trials"])
     return out
