@@ -1,9 +1,10 @@
 """ccreid training: data, samplers, models, losses, methods, engine, evaluation.
 
-The notebook API (trainer/api.py) is exported here lazily — `from trainer import load_model, evaluate,
-store_record` — so that importing trainer.config (as the workflow does while it plans) does not load torch."""
+The notebook API (trainer/api.py) is exported here lazily — `from trainer import load_model, evaluate_retrieval,
+store_record` — so that importing trainer.config (as the workflow does while it plans) does not load torch. (Not
+`evaluate`: that name is the trainer.evaluate program's module.)"""
 __version__ = "0.1.0"
-_API = ("TrainedModel", "evaluate", "load_model", "store_record")
+_API = ("TrainedModel", "evaluate_retrieval", "load_model", "store_record")
 __all__ = list(_API)
 
 

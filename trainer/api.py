@@ -1,7 +1,7 @@
 """A Python API for notebooks: features from a trained model.pt for image files or arrays, evaluation of features
 or a distance matrix under a protocol, and a preprocessing store's record for one image.
 
-    from trainer.api import load_model, evaluate, store_record
+    from trainer import evaluate_retrieval, load_model, store_record
     model = load_model("results/synthetic/cal/model.pt")
     feats = model.features(["a.jpg", "b.jpg"])            # N×D, L2-normalised, flip-summed as in evaluation
 
@@ -30,7 +30,7 @@ from .model_file import load_feature_net
 from .runtime import pick_device
 from .transforms import TestTransform
 
-__all__ = ["TrainedModel", "load_model", "evaluate", "store_record"]
+__all__ = ["TrainedModel", "evaluate_retrieval", "load_model", "store_record"]
 
 
 def _read_image(image: str | Path | np.ndarray) -> np.ndarray:
@@ -90,8 +90,8 @@ def load_model(path: str | Path, device: str = "cpu") -> TrainedModel:
     return TrainedModel(net.eval(), state, dev)
 
 
-def evaluate(query: np.ndarray, gallery: np.ndarray | None, q_pids, g_pids, q_camids, g_camids, q_clothes=None,
-             g_clothes=None, mode: str = "general") -> dict:
+def evaluate_retrieval(query: np.ndarray, gallery: np.ndarray | None, q_pids, g_pids, q_camids, g_camids,
+                       q_clothes=None, g_clothes=None, mode: str = "general") -> dict:
     """mAP, mINP and CMC (rank-1/5/10/20 and the curve to rank 50) under a protocol mode: "general", "CC"
     (same-clothes matches are junk) or "SC" (other-clothes matches are junk), Simple-CCReID's rules
     (docs/protocols.md). query, gallery: L2-normalised features (cosine distance); or query a Q×G distance matrix
