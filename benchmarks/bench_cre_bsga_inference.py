@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_timing import params, per_second  # noqa: E402
+from inference_timing import params, parse_common, per_second  # noqa: E402
 
 from pipeline.stages.schp import SCHPNet  # noqa: E402
 from trainer.models.bsga import BSGANet  # noqa: E402
@@ -27,14 +27,8 @@ ATR_CLASSES, ATR_SIZE = 18, 512
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--batches", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--backbone", default="resnet50")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    device = torch.device(a.device)
+    a, device = parse_common(ap)
     with_bsga = BSGANet(a.backbone, bsga=True, bsga_at_test=True).to(device).eval()
     without = BSGANet(a.backbone, bsga=True, bsga_at_test=False).to(device).eval()
     parser = SCHPNet(ATR_CLASSES).to(device).eval()

@@ -17,23 +17,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_timing import params, per_second  # noqa: E402
+from inference_timing import params, parse_common, per_second  # noqa: E402
 
 from pipeline.stages.gpen import CONFIGS, FullGenerator  # noqa: E402
+from trainer.features import flip_images  # noqa: E402
 from trainer.models.deskpro import deskpro_net  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--batches", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--gpen-size", type=int, default=512, choices=sorted(CONFIGS))
     ap.add_argument("--identities", type=int, default=150, help="classifier width (PRCC: 150); not used at test")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    device = torch.device(a.device)
+    a, device = parse_common(ap)
     net = deskpro_net(a.identities).to(device).eval()
     gpen = FullGenerator(a.gpen_size, 512, 8, **CONFIGS[a.gpen_size]).to(device).eval()
     b = a.batch
@@ -41,19 +36,16 @@ def main() -> int:
          "face_found": torch.ones(b, device=device)}
     lr_face = torch.randn(b, 3, a.gpen_size, a.gpen_size, device=device)
 
-    def flip(d):
-        return {k: torch.flip(v, dims=[3]) if v.dim() == 4 else v for k, v in d.items()}
-
     @torch.no_grad()
     def deskpro():
-        net.test_features({k: u + v for (k, u), v in zip(net(x).items(), net(flip(x)).values(), strict=True)})
+        net.test_features({k: u + v for (k, u), v in zip(net(x).items(), net(flip_images(x)).values(), strict=True)})
 
     @torch.no_grad()
     def deskpro_star():
         restored = torch.nn.functional.interpolate(gpen(lr_face), size=224, mode="bilinear", antialias=True)
         deskpro_inputs = dict(x, face=restored)
         net.test_features({k: u + v for (k, u), v in zip(net(deskpro_inputs).items(),
-                                                         net(flip(deskpro_inputs)).values(), strict=True)})
+                                                         net(flip_images(deskpro_inputs)).values(), strict=True)})
 
     # at test the classifiers are not used: count what runs
     classifier = sum(p.numel() for n, p in net.named_parameters() if n.endswith("classifier.weight"))

@@ -54,3 +54,21 @@ def keep_built_method(captured: dict) -> None:
         return captured["m"]
 
     T.build_method = keep
+
+
+def run_ranks(worker, *args, world: int = 2, timeout: float = 300) -> dict:
+    """Spawn `world` processes of worker(rank, world, port, *args, queue) (gloo on CPU); each puts (rank, result) on
+    the queue and must exit 0. Returns rank -> result."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=worker, args=(r, world, port, *args, queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=timeout) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results

@@ -301,20 +301,8 @@ def _ddp_worker(rank, world, port, lists, images, cloth_store, out, queue):
 def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset, cloth_store):
     """Two processes, each with its own 2M-image batches: the cross-clothes triplet gathers features, identities
     and clothes over ranks; DDP keeps the replicas equal."""
-    import torch.multiprocessing as mp
+    from .conftest import run_ranks
 
-    from .conftest import free_port
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tiny_dataset["lists"]), str(tiny_dataset["images"]),
-                                                   cloth_store, tmp_path, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict(queue.get(timeout=300) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = run_ranks(_ddp_worker, str(tiny_dataset["lists"]), str(tiny_dataset["images"]), cloth_store, tmp_path)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
     assert torch.load(tmp_path / "model.pt", weights_only=False)["world_size"] == 2

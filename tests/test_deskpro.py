@@ -21,7 +21,7 @@ from trainer.precision import Precision
 from trainer.samplers import Draw
 from trainer.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform
 
-from .conftest import REPO, free_port, join_process_group_env, keep_built_method
+from .conftest import REPO, join_process_group_env, keep_built_method, run_ranks
 
 CPU = torch.device("cpu")
 
@@ -397,19 +397,8 @@ def _ddp_worker(rank, world, port, lists, images, stores, teacher, out, queue):
 def test_ddp_on_cpu_with_gloo_trains_the_student_with_masked_faces(tmp_path, tiny_dataset, stores, teacher_file):
     """Two processes: DeSKPro's unused OSBlock convolutions (find_unused_parameters) and the masked face triplet
     gathered over ranks must not stall or diverge the replicas."""
-    import torch.multiprocessing as mp
-
-    port = free_port()
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tiny_dataset["lists"]), str(tiny_dataset["images"]),
-                                                   stores, teacher_file, tmp_path, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict(queue.get(timeout=300) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = run_ranks(_ddp_worker, str(tiny_dataset["lists"]), str(tiny_dataset["images"]), stores, teacher_file,
+                        tmp_path)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
     model = torch.load(tmp_path / "model.pt", weights_only=False)
     assert model["world_size"] == 2 and model["report"]["teacher"]["path"] == teacher_file

@@ -2,13 +2,12 @@ import json
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from trainer.config import ConfigError, load_method_config
 from trainer.evaluate import main as evaluate_main
 from trainer.train import train
 
-from .conftest import REPO, free_port, join_process_group_env, keep_built_method
+from .conftest import REPO, join_process_group_env, keep_built_method, run_ranks
 
 
 def cfg(method="cal", *overrides):
@@ -218,21 +217,11 @@ def _ddp_worker(rank, world, port, lists, images, out, queue):
     m = captured["m"]
     flat = torch.cat([p.detach().flatten() for p in m.model.parameters()] +
                      [p.detach().flatten() for p in m.clothes_classifier.parameters()])
-    queue.put((rank, flat.numpy(), D.is_distributed()))
+    queue.put((rank, (flat.numpy(), D.is_distributed())))
 
 
 def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset):
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tiny_dataset["lists"]), str(tiny_dataset["images"]),
-                                                   tmp_path, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict((r, (w, d)) for r, w, d in (queue.get(timeout=300) for _ in procs))
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = run_ranks(_ddp_worker, str(tiny_dataset["lists"]), str(tiny_dataset["images"]), tmp_path)
     import numpy as np
 
     # ranks saw different batches; DDP (model) and the hand all-reduce (clothes classifier) keep them equal
