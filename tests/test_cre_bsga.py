@@ -306,3 +306,15 @@ def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset, c
     results = run_ranks(_ddp_worker, str(tiny_dataset["lists"]), str(tiny_dataset["images"]), cloth_store, tmp_path)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
     assert torch.load(tmp_path / "model.pt", weights_only=False)["world_size"] == 2
+
+
+def test_a_mask_of_another_size_than_its_image_is_refused(tiny_dataset, cloth_store):
+    from trainer.stores import StoreColumn
+
+    pack = ImagePack(str(tiny_dataset["images"]))
+    with Store(cloth_store, pack.manifest_sha256) as store:
+        column = StoreColumn(store, "body_png")
+    rgb = pack.image(0)
+    assert column.mask(0, rgb, "a.jpg").shape == rgb.shape[:2]
+    with pytest.raises(InputError, match=r"body_png row 0 \(a.jpg\) is .*; rerun cloth_masks"):
+        column.mask(0, rgb[:-1], "a.jpg")

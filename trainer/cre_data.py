@@ -21,7 +21,7 @@ from pipeline.datasets.base import Sample
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.stages.cloth import MERGE7
-from pipeline.stages.store import Store, decode_png
+from pipeline.stages.store import Store
 
 from .samplers import item_generator
 from .stores import StoreColumn
@@ -80,22 +80,16 @@ class CREItems(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _mask(self, column: StoreColumn, j: int, rgb: np.ndarray) -> np.ndarray:
-        mask = decode_png(column[j])
-        if mask.shape != rgb.shape[:2]:
-            raise InputError(f"{column.path}: {column.field} row {j} ({self.pack.paths[j]}) is {mask.shape[1]}×"
-                             f"{mask.shape[0]}, its image {rgb.shape[1]}×{rgb.shape[0]}; rerun cloth_masks")
-        return mask
-
     def erase_mask(self, j: int, rgb: np.ndarray) -> np.ndarray:
-        mask = self._mask(self.erase_column, j, rgb)
+        mask = self.erase_column.mask(j, rgb, self.pack.paths[j])
         return np.isin(mask, self.labels) if self.labels is not None else mask > 0
 
     def __getitem__(self, key):
         i, generator = item_generator(key)
         j = int(self.pack_index[i])
         rgb = self.pack.image(j)
-        body = (self._mask(self.body_column, j, rgb).astype(np.float32),) if self.body_column is not None else ()
+        body = () if self.body_column is None else \
+            (self.body_column.mask(j, rgb, self.pack.paths[j]).astype(np.float32),)
         if self.train:
             images = [rgb] + ([erased(rgb, self.erase_mask(j, rgb))] if self.erase_column is not None else [])
             out, masks = self.transform(images, body, generator)

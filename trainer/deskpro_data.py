@@ -18,7 +18,7 @@ from pipeline.datasets.base import Sample
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.stages.cloth import attention_target
-from pipeline.stages.store import Store, decode_png, decode_rgb
+from pipeline.stages.store import Store, decode_rgb
 
 from .samplers import item_generator
 from .stores import StoreColumn
@@ -106,10 +106,7 @@ class DeskproItems(Dataset):
             return {"body": normalise(resized(rgb, list(self.size)))}
         keep = ()
         if self.keep is not None:
-            cloth = decode_png(self.keep[j])
-            if cloth.shape != rgb.shape[:2]:
-                raise InputError(f"{self.keep.path}: row {j} ({self.pack.paths[j]}) is {cloth.shape[1]}×"
-                                 f"{cloth.shape[0]}, its image {rgb.shape[1]}×{rgb.shape[0]}; rerun cloth_masks")
+            cloth = self.keep.mask(j, rgb, self.pack.paths[j])
             keep = ((cloth == 0).astype(np.float32),)  # DeSKPro's mask: 0 on cloth, 1 elsewhere
         (body,), masks = self.body_tf([rgb], keep, generator)
         item = {"body": body}

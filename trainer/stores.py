@@ -7,7 +7,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.h5 import open_h5
-from pipeline.stages.store import Store, store_rebuild
+from pipeline.stages.store import Store, decode_png, store_rebuild
 
 
 def parse_store_args(args: list[str]) -> dict[str, str]:
@@ -83,3 +83,12 @@ class StoreColumn:
             self._column = open_h5(self.path, "stage store", store_rebuild(self.path))[self.field]
             self._pid = os.getpid()
         return self._column[row]
+
+    def mask(self, row: int, image: np.ndarray, name: str = "") -> np.ndarray:
+        """The row's PNG label map, refused unless it has the image's height and width (a store of other images
+        would otherwise be read silently). name: the image's path, for the message."""
+        mask = decode_png(self[row])
+        if mask.shape != image.shape[:2]:
+            raise InputError(f"{self.path}: {self.field} row {row} ({name}) is {mask.shape[1]}×{mask.shape[0]}, its "
+                             f"image {image.shape[1]}×{image.shape[0]}; rerun {self.stage}")
+        return mask
