@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from pipeline.errors import InputError, MissingInputError
 from pipeline.imagepack import ImagePack
@@ -24,7 +25,7 @@ from pipeline.stages.store import VLEN_SUFFIX, Store, decode_png, decode_rgb
 
 from .evaluation import evaluate as evaluate_distances
 from .evaluation import evaluate_features, summarise
-from .features import flip_images, test_streams
+from .features import extract
 from .methods import method_class
 from .model_file import load_feature_net
 from .runtime import pick_device
@@ -47,6 +48,19 @@ def _read_image(image: str | Path | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
+class _Images(Dataset):
+    """Image paths or arrays as test items (tensor, 0): what features.extract iterates."""
+
+    def __init__(self, images: Sequence[str | Path | np.ndarray], transform: TestTransform):
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.transform(_read_image(self.images[i])), 0
+
+
 class TrainedModel:
     """A model.pt's feature network with its test transform. `config` is the merged config it trained with."""
 
@@ -57,7 +71,6 @@ class TrainedModel:
         d = self.config["data"]
         self.transform = TestTransform(d["height"], d["width"])
 
-    @torch.no_grad()
     def features(self, images: Sequence[str | Path | np.ndarray], batch_size: int = 32,
                  stream: str | None = None) -> np.ndarray:
         """One L2-normalised feature row per image (paths or H×W×3 uint8 RGB arrays): f(x) + f(flip x), then the
@@ -69,17 +82,12 @@ class TrainedModel:
                              "images alone do not give; use python -m trainer.evaluate with --store")
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        rows: list[np.ndarray] = []
-        for start in range(0, len(images), batch_size):
-            x = torch.stack([self.transform(_read_image(im)) for im in images[start: start + batch_size]])
-            x = x.to(self.device)
-            f = self.net(x) + self.net(flip_images(x))
-            streams = test_streams(self.net, f)
-            name = next(iter(streams)) if stream is None else stream
-            if name not in streams:
-                raise InputError(f"stream {stream!r}: this model has {list(streams)}")
-            rows.append(streams[name].float().cpu().numpy())
-        return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+        # evaluation's own extraction (flip-sum, the net's normalisation), over the images as a dataset
+        streams = extract(self.net, _Images(images, self.transform), self.device, batch_size, progress=False)
+        name = next(iter(streams)) if stream is None else stream
+        if name not in streams:
+            raise InputError(f"stream {stream!r}: this model has {list(streams)}")
+        return streams[name]
 
 
 def load_model(path: str | Path, device: str = "cpu") -> TrainedModel:

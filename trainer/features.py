@@ -49,13 +49,15 @@ def test_streams(net, f) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def extract(net: torch.nn.Module, dataset, device: torch.device, batch_size: int = 64, workers: int = 0,
-            flip: bool = True, normalise: bool = True, desc: str = "features") -> dict[str, np.ndarray]:
-    """stream -> one feature row per dataset item: f(x) (+ f(flip x)), then test_streams (or raw)."""
+            flip: bool = True, normalise: bool = True, desc: str = "features",
+            progress: bool | None = None) -> dict[str, np.ndarray]:
+    """stream -> one feature row per dataset item: f(x) (+ f(flip x)), then test_streams (or raw).
+    progress: as pipeline.progress takes it (None: a bar on a terminal, log lines otherwise; False: silent)."""
     was_training = net.training
     net.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     out: dict[str, list] = {}
-    for images, *_ in show_progress(loader, desc, unit="batches", leave=False):
+    for images, *_ in show_progress(loader, desc, enabled=progress, unit="batches", leave=False):
         images = to_device(images, device)
         f = net(images)
         if flip:
