@@ -10,6 +10,9 @@ configfile: "config/config.yaml"
 validate(config, "config/schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     method="[A-Za-z0-9_-]+",
@@ -20,9 +23,13 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/stages.smk"
 include: "rules/train.smk"
+include: "rules/report.smk"
 
 
+# the default target: every configured target's metrics, and the report's figures of them (rules/report.smk), so
+# that `snakemake --report report.html` (which pictures the default target's DAG) shows them all
 rule all:
     default_target: True
     input:
         [f"results/{t}/metrics.json" for t in config.get("targets", [])],
+        report_inputs,

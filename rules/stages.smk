@@ -75,7 +75,13 @@ rule contact_sheet:
         images=rules.pack.output[0],
         stores=lambda w: [store_path(w.dataset, s) for s in config["stages"]],
     output:
-        "data/derived/{dataset}/contact_sheet.png",
+        report(
+            "data/derived/{dataset}/contact_sheet.png",
+            caption="../report/contact_sheet.rst",
+            category="{dataset}",
+            subcategory="dataset",
+            labels={"dataset": "{dataset}", "figure": "contact sheet"},
+        ),
     log:
         "logs/{dataset}/contact_sheet.log",
     conda:

@@ -26,6 +26,16 @@ rule train:
         method_bases=method_files,  # the files it inherits from: a change there reruns this training too
     output:
         model="results/{dataset}/{method}/model.pt",
+        history="results/{dataset}/{method}/history.jsonl",
+        # the method's own pictures of the trained model (3DSL: its reconstructions); empty for most methods
+        figures=report(
+            directory("results/{dataset}/{method}/train_figures"),
+            patterns=["{name}.png"],
+            caption="../report/train_figures.rst",
+            category="{dataset}",
+            subcategory="{method}",
+            labels={"dataset": "{dataset}", "method": "{method}", "figure": "{name}"},
+        ),
     log:
         "logs/{dataset}/{method}/train.log",
     benchmark:

@@ -50,7 +50,7 @@ def jobs_planned(proc) -> dict:
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory):
     work = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "rules", "config", "envs", "profiles"):
+    for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     (work / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
@@ -248,8 +248,67 @@ def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):
     assert set(model["preprocessing"]) == {"keypoints", "silhouettes"}
     assert model["report"]["body_model"] == "stand-in body model (not SMPL)"
     assert 0 <= model["report"]["reconstruction_iou"] <= 1
-    assert (workflow / "results/tiny/3dsl/reconstructions.png").stat().st_size > 10_000
+    assert (workflow / "results/tiny/3dsl/train_figures/reconstructions.png").stat().st_size > 10_000
     assert (workflow / "logs/body/standin.log").is_file()
+
+
+def read_report(path) -> tuple[dict, dict]:
+    """(results, categories) of a report Snakemake wrote: the JSON its page embeds."""
+    import re
+
+    html = path.read_text()
+    found = {name: json.loads(re.search(rf"var {name} = (\{{.*?\}});\s*</script>", html, re.S).group(1))
+             for name in ("results", "categories")}
+    return found["results"], found["categories"]
+
+
+@pytest.mark.slow
+def test_the_report_of_the_tiny_workflow_holds_every_figure(workflow):
+    """`snakemake report` then `snakemake --report`, as a person would; the page lists every item, each with
+    its caption, labels and a picture or table inside."""
+    import base64
+
+    (workflow / "report.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "targets": ["tiny/cal", "tiny/3dsl"],
+                                                          "report": {"queries": 3, "top": 4}}))
+    snakemake(workflow, "--cores", "2", "report", "--configfile", "report.yaml")
+    log = (workflow / "logs/tiny/cal/figures/ranklist.log").read_text()
+    assert "wrote results/tiny/cal/figures/ranklist.png" in log  # every figure rule writes a log
+    snakemake(workflow, "--report", "report.html", "--configfile", "report.yaml")
+    results, categories = read_report(workflow / "report.html")
+    expected = {"results/tiny/figures/metrics.html": ("metrics table", None, "text/html"),
+                "results/tiny/figures/cmc.png": ("CMC curves", None, "image/png"),
+                "results/tiny/figures/summary.html": ("summary", None, "text/html"),
+                "data/derived/tiny/contact_sheet.png": ("contact sheet", None, "image/png"),
+                "results/tiny/3dsl/train_figures/reconstructions.png": ("reconstructions", "3dsl", "image/png")}
+    for method in ("cal", "3dsl"):
+        for name, figure in (("ranklist", "rank list"), ("tsne", "t-SNE of test features"),
+                             ("curves", "training curves")):
+            expected[f"results/tiny/{method}/figures/{name}.png"] = (figure, method, "image/png")
+    assert set(results) == set(expected)
+    for path, (figure, method, mime) in expected.items():
+        item = results[path]
+        assert item["labels"]["figure"] == figure and item["labels"]["dataset"] == "tiny"
+        assert item["labels"].get("method") == method
+        assert item["mime_type"] == mime and len(item["caption"]) > 80
+        data = base64.b64decode(item["data_uri"].split("base64,", 1)[1])
+        assert data == (workflow / path).read_bytes()
+    assert set(categories) == {"tiny"}
+    assert set(categories["tiny"]) == {"methods compared", "dataset", "cal", "3dsl"}
+    table = (workflow / "results/tiny/figures/metrics.html").read_text()
+    for method in ("cal", "3dsl"):
+        metrics = json.loads((workflow / f"results/tiny/{method}/metrics.json").read_text())
+        assert metrics["provenance"]["config_hash"] in table
+        for protocol, m in metrics["protocols"].items():
+            cmc = m["cmc"]  # the curve to rank 50 (shorter when the gallery is), rank-1 first, never falling
+            assert 0 < len(cmc) <= 50 and cmc[0] == pytest.approx(m["rank1"], abs=1e-6)
+            assert all(a <= b for a, b in zip(cmc, cmc[1:], strict=False))
+            assert f"<td class=l>{method}</td><td class=l>{protocol}</td>" in table
+            assert f"<td>{100 * m['mAP']:.1f}</td>" in table
+    # a figure's option is a params of its rule: changing it redraws that figure alone
+    (workflow / "report2.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "targets": ["tiny/cal", "tiny/3dsl"],
+                                                           "report": {"queries": 2, "top": 4}}))
+    assert jobs_planned(snakemake(workflow, "-n", "report", "--configfile", "report2.yaml")) == {
+        "rank_list": 2, "report": 1}
 
 
 def test_tiny_deskpro_end_to_end_and_a_faces_change_reruns_only_the_face_chain(workflow):
@@ -366,7 +425,7 @@ def test_editing_an_image_inside_a_real_dataset_reruns_lists_and_pack(tmp_path_f
     from .conftest import TINY
 
     work = tmp_path_factory.mktemp("rawedit")
-    for name in ("Snakefile", "rules", "config", "envs", "profiles"):
+    for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     generate(TINY, work / "data/raw/real", jobs=1, progress=False)

@@ -27,8 +27,9 @@ def _rows_per_block(num_gallery: int, memory_bytes: int) -> int:
     return max(1, int(memory_bytes // (_BYTES_PER_CELL * max(num_gallery, 1))))
 
 
-def _masks(q_pids, q_camids, q_clothes, gallery, mode):
-    """good and junk (Q×G, gallery order) by Simple-CCReID's rules (docs/protocols.md#good-and-junk)."""
+def good_junk_masks(q_pids, q_camids, q_clothes, gallery, mode):
+    """good and junk (Q×G, gallery order) by Simple-CCReID's rules (docs/protocols.md#good-and-junk);
+    gallery = (pids, camids, clothes). The rank-list figure marks its tiles with the same masks."""
     g_pids, g_camids, g_clothes = gallery
     same_pid = g_pids[None, :] == q_pids[:, None]
     same_cam = g_camids[None, :] == q_camids[:, None]
@@ -74,7 +75,7 @@ class _Accumulator:
         self.num_queries = 0
 
     def add(self, dist_block: np.ndarray, q_pids, q_camids, q_clothes) -> None:
-        good, junk = _masks(q_pids, q_camids, q_clothes, self.gallery, self.mode)
+        good, junk = good_junk_masks(q_pids, q_camids, q_clothes, self.gallery, self.mode)
         self.num_queries += len(good)
         for r in np.flatnonzero(good.any(axis=1)):
             ranks = _good_ranks(dist_block[r], good[r], junk[r])

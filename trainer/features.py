@@ -97,7 +97,7 @@ def split_features(net, dataset, device: torch.device, batch_size: int = 64, wor
     return extract(net, dataset, device, batch_size, workers, desc=desc)
 
 
-def _camera_subset(camids: np.ndarray, cameras) -> np.ndarray:
+def camera_subset(camids: np.ndarray, cameras) -> np.ndarray:
     return np.ones(len(camids), bool) if cameras is None else np.isin(camids, list(cameras))
 
 
@@ -128,8 +128,8 @@ def evaluate_protocols(net, pack: ImagePack, lists_dir: str, device: torch.devic
     by_stream: dict[str, dict] = {name: {} for name in streams}
     for p in meta["protocols"]:
         q, g = data[p.query], data[p.gallery]
-        qs = np.flatnonzero(_camera_subset(q.camids, p.cameras))
-        gs = np.flatnonzero(_camera_subset(g.camids, p.cameras))
+        qs = np.flatnonzero(camera_subset(q.camids, p.cameras))
+        gs = np.flatnonzero(camera_subset(g.camids, p.cameras))
         galleries = [gs[t] for t in single_shot_galleries(g.pids[gs], p.single_shot_trials, p.seed)] \
             if p.single_shot_trials else [gs]
         for name in streams:

@@ -5,7 +5,7 @@ import json
 import sys
 
 
-def _rows(report: dict) -> list[tuple[str, str, dict]]:
+def metric_rows(report: dict) -> list[tuple[str, str, dict]]:
     """(method label, protocol, metrics): the method's result, then each further stream it reports alone
     (DeSKPro: all = face ⊕ body is the result; body and face follow as deskpro[body], deskpro[face])."""
     rows = [(report["method"], name, m) for name, m in report["protocols"].items()]
@@ -21,7 +21,7 @@ def table(paths: list[str]) -> str:
         with open(path) as fh:
             reports.append(json.load(fh))
     w = max([len("dataset")] + [len(r["dataset"]) for r in reports])
-    rows = [(r["dataset"], *row) for r in reports for row in _rows(r)]
+    rows = [(r["dataset"], *row) for r in reports for row in metric_rows(r)]
     mw = max([len("method")] + [len(method) for _, method, _, _ in rows])
     out = [f"{'dataset':<{w}} {'method':<{mw}} protocol   mAP    R1     R5     R10    R20   queries"]
     for dataset, method, name, m in rows:

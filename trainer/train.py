@@ -1,7 +1,7 @@
 """python -m trainer.train --method-config config/methods/cal.yaml --scale demo \
        --lists LISTS_DIR --images images.h5 --out results/<dataset>/<method>
 
-Trains one method; writes OUT/model.pt (final weights + config), OUT/history.jsonl and
+Trains one method; writes OUT/model.pt (final weights + config), OUT/history.jsonl, OUT/train_figures/ and
 OUT/checkpoints/<run-key>/last.pt every epoch. The run key covers everything the run reads (the merged
 config, images.h5, the lists, the stores, the body model and mocap, the number of processes): rerunning
 the same command resumes from the checkpoint; rerunning after any of those changed starts over. The
@@ -40,6 +40,7 @@ from .scalars import ScalarLog, tensorboard_installed
 from .stores import close_stores, open_stores, parse_store_args, store_provenance, test_store_paths
 
 MODEL_KIND = "ccreid model"
+TRAIN_FIGURES = "train_figures"  # the method's pictures of the trained model (3DSL: reconstructions.png)
 
 
 def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "auto",
@@ -111,7 +112,9 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     model_path = out / "model.pt"
     if D.rank() == 0:
         feature_net = method.feature_net()
-        report = method.write_report(out, dataset)
+        figures = out / TRAIN_FIGURES
+        figures.mkdir(exist_ok=True)  # the train rule's output even where a method draws nothing
+        report = method.write_report(figures, dataset)
         save_torch_file({"kind": MODEL_KIND, "feature_net": feature_net.state_dict(),
                          "feature_net_spec": method.feature_net_spec(),
                          "report": report, "config": cfg, "config_hash": h, "run": identity,

@@ -82,7 +82,8 @@ class Method:
         raise NotImplementedError
 
     def write_report(self, out_dir, dataset) -> dict:
-        """Method-specific outputs beside model.pt; returns what to record in model.pt."""
+        """Method-specific pictures of the trained model, written into out_dir (OUT/train_figures, which the
+        report shows); returns what to record in model.pt."""
         return {}
 
     def wrap_distributed(self, device: torch.device) -> None:

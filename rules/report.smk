@@ -1,0 +1,183 @@
+# Figures and tables for Snakemake's report: `snakemake --cores 2 report`, then `snakemake --report report.html`.
+# Every configured target (dataset/method) gets its rank list, t-SNE and training curves; every dataset among them
+# its metrics table and CMC curves across those methods, its summary and its contact sheet. Captions: report/.
+
+
+def report_targets():
+    """(dataset, method) of every configured target, checked while the plan is built."""
+    pairs = [tuple(t.split("/")) for t in config.get("targets", [])]
+    for dataset, method in pairs:
+        dataset_cfg(dataset)
+        method_file(method)
+    return pairs
+
+
+def target_methods(dataset):
+    return [m for d, m in report_targets() if d == dataset]
+
+
+def dataset_metrics(wildcards):
+    methods = target_methods(wildcards.dataset)
+    if not methods:
+        raise ValueError(f"no target of dataset {wildcards.dataset} in config.yaml targets: nothing to compare")
+    return [f"results/{wildcards.dataset}/{m}/metrics.json" for m in methods]
+
+
+def report_option(key):
+    return config["report"][key]
+
+
+def protocol_arg(wildcards):
+    protocol = report_option("protocol")
+    return f"--protocol {protocol}" if protocol else ""
+
+
+rule metrics_table:
+    input:
+        dataset_metrics,
+    output:
+        report(
+            "results/{dataset}/figures/metrics.html",
+            caption="../report/metrics_table.rst",
+            category="{dataset}",
+            subcategory="methods compared",
+            labels={"dataset": "{dataset}", "figure": "metrics table"},
+        ),
+    log:
+        "logs/{dataset}/figures/metrics_table.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m trainer.figures metrics-table --out {output} {input} > {log} 2>&1"
+
+
+rule cmc_curves:
+    input:
+        dataset_metrics,
+    output:
+        report(
+            "results/{dataset}/figures/cmc.png",
+            caption="../report/cmc.rst",
+            category="{dataset}",
+            subcategory="methods compared",
+            labels={"dataset": "{dataset}", "figure": "CMC curves"},
+        ),
+    log:
+        "logs/{dataset}/figures/cmc.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m trainer.figures cmc --out {output} {input} > {log} 2>&1"
+
+
+rule dataset_summary:
+    input:
+        protocol=rules.lists.output.protocol,
+        stages=lambda w: [store_path(w.dataset, s).removesuffix(".h5") + ".summary.json" for s in config["stages"]],
+    output:
+        report(
+            "results/{dataset}/figures/summary.html",
+            caption="../report/summary.rst",
+            category="{dataset}",
+            subcategory="dataset",
+            labels={"dataset": "{dataset}", "figure": "summary"},
+        ),
+    log:
+        "logs/{dataset}/figures/summary.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m trainer.figures summary --protocol {input.protocol} --out {output} {input.stages} > {log} 2>&1"
+
+
+rule rank_list:
+    input:
+        features=rules.evaluate.output.features,
+        images=rules.pack.output[0],
+        protocol=rules.lists.output.protocol,
+    output:
+        report(
+            "results/{dataset}/{method}/figures/ranklist.png",
+            caption="../report/ranklist.rst",
+            category="{dataset}",
+            subcategory="{method}",
+            labels={"dataset": "{dataset}", "method": "{method}", "figure": "rank list"},
+        ),
+    log:
+        "logs/{dataset}/{method}/figures/ranklist.log",
+    conda:
+        "../envs/ccreid.yaml"
+    params:
+        lists=lambda w, input: str(Path(input.protocol).parent),
+        protocol=protocol_arg,
+        queries=report_option("queries"),
+        top=report_option("top"),
+    shell:
+        "python -m trainer.figures ranklist --features {input.features} --images {input.images} "
+        "--lists {params.lists} --out {output} {params.protocol} --queries {params.queries} --top {params.top} "
+        "> {log} 2>&1"
+
+
+rule feature_map:
+    input:
+        features=rules.evaluate.output.features,
+        protocol=rules.lists.output.protocol,
+    output:
+        report(
+            "results/{dataset}/{method}/figures/tsne.png",
+            caption="../report/tsne.rst",
+            category="{dataset}",
+            subcategory="{method}",
+            labels={"dataset": "{dataset}", "method": "{method}", "figure": "t-SNE of test features"},
+        ),
+    log:
+        "logs/{dataset}/{method}/figures/tsne.log",
+    conda:
+        "../envs/ccreid.yaml"
+    params:
+        lists=lambda w, input: str(Path(input.protocol).parent),
+        protocol=protocol_arg,
+        max_ids=report_option("max_ids"),
+    shell:
+        "python -m trainer.figures embedding --features {input.features} --lists {params.lists} --out {output} "
+        "{params.protocol} --max-ids {params.max_ids} > {log} 2>&1"
+
+
+rule training_curves:
+    input:
+        history=rules.train.output.history,
+    output:
+        report(
+            "results/{dataset}/{method}/figures/curves.png",
+            caption="../report/curves.rst",
+            category="{dataset}",
+            subcategory="{method}",
+            labels={"dataset": "{dataset}", "method": "{method}", "figure": "training curves"},
+        ),
+    log:
+        "logs/{dataset}/{method}/figures/curves.log",
+    conda:
+        "../envs/ccreid.yaml"
+    shell:
+        "python -m trainer.figures curves --history {input.history} --out {output} "
+        "--title {wildcards.dataset}/{wildcards.method} > {log} 2>&1"
+
+
+def report_inputs(wildcards):
+    files = []
+    for dataset in dict.fromkeys(d for d, _ in report_targets()):
+        files += [f"results/{dataset}/figures/{name}" for name in ("metrics.html", "cmc.png", "summary.html")]
+        files.append(f"data/derived/{dataset}/contact_sheet.png")
+    for dataset, method in report_targets():
+        files += [f"results/{dataset}/{method}/figures/{n}" for n in ("ranklist.png", "tsne.png", "curves.png")]
+        files.append(f"results/{dataset}/{method}/train_figures")
+    return files
+
+
+localrules:
+    report,
+
+
+rule report:
+    input:
+        report_inputs,

@@ -1,0 +1,203 @@
+"""The report's figures and tables (trainer/figures): what each marks, selects and refuses."""
+import json
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.imagepack import ImagePack
+from pipeline.listfile import read_protocol, read_split
+from trainer.evaluation import evaluate, good_junk_masks
+from trainer.figures import curves, tables
+from trainer.figures.__main__ import main as figures_main
+from trainer.figures.cmc import plot_cmc
+from trainer.figures.embedding import embedding_points, plot_embedding
+from trainer.figures.ranklist import GOOD, QUERY, WRONG, rank_list, rank_rows
+
+
+def _labels(rng, n, ids, cams, clothes):
+    return rng.integers(0, ids, n), rng.integers(0, cams, n), rng.integers(0, clothes, n)
+
+
+@pytest.mark.parametrize("mode", ["CC", "general", "SC"])
+def test_rank_rows_mark_by_the_protocol_and_agree_with_the_metric(mode):
+    rng = np.random.default_rng(0)
+    q_pid, q_cam, q_clo = _labels(rng, 40, 6, 3, 2)
+    g_pid, g_cam, g_clo = _labels(rng, 90, 6, 3, 2)
+    dist = rng.random((40, 90))  # no ties
+    good, junk = good_junk_masks(q_pid, q_cam, q_clo, (g_pid, g_cam, g_clo), mode)
+    assert junk.any() and good.any()
+    rows = rank_rows(dist, good, junk, queries=40, top=90)
+    valid = np.flatnonzero(good.any(1))
+    assert sorted(r["query"] for r in rows) == sorted(valid.tolist())  # all of them when asked for all
+    assert [r["first_true"] for r in rows] == sorted(r["first_true"] for r in rows)  # best first
+    firsts = np.array([r["first_true"] for r in rows])
+    result = evaluate(dist, q_pid, g_pid, q_cam, g_cam, q_clo, g_clo, mode=mode)
+    for k in (1, 5, 10):  # the picture's "first true" is the rank the CMC counts
+        assert np.mean(firsts <= k) == pytest.approx(result["cmc"][k - 1])
+    for r in rows:
+        i, kept = r["query"], 0
+        assert [j for j, _, _ in r["tiles"]] == np.argsort(dist[i]).tolist()
+        for j, mark, rank in r["tiles"]:
+            assert mark == ("junk" if junk[i, j] else "good" if good[i, j] else "wrong")
+            if mark == "junk":
+                assert rank is None
+            else:
+                kept += 1
+                assert rank == kept  # junk takes no rank
+        if mode == "CC":  # same person in the same clothes is never a true match of a clothes-changing query
+            assert all(not (g_pid[j] == q_pid[i] and g_clo[j] == q_clo[i]) or mark == "junk"
+                       for j, mark, _ in r["tiles"])
+
+
+def test_rank_rows_pick_queries_from_best_to_worst():
+    rng = np.random.default_rng(1)
+    q_pid, q_cam, q_clo = _labels(rng, 30, 5, 2, 2)
+    g_pid, g_cam, g_clo = _labels(rng, 60, 5, 2, 2)
+    dist = rng.random((30, 60))
+    good, junk = good_junk_masks(q_pid, q_cam, q_clo, (g_pid, g_cam, g_clo), "general")
+    everyone = rank_rows(dist, good, junk, queries=1000, top=3)
+    picked = rank_rows(dist, good, junk, queries=3, top=3)
+    assert len(picked) == 3 and all(len(r["tiles"]) == 3 for r in picked)
+    assert picked[0]["first_true"] == everyone[0]["first_true"]  # the best
+    assert picked[-1]["first_true"] == everyone[-1]["first_true"]  # and the worst
+    with pytest.raises(InputError, match="no query has a good match"):
+        rank_rows(dist, np.zeros_like(good), junk, 3, 3)
+
+
+def write_features(path, lists, pack: ImagePack, splits, seed=0, manifest=None):
+    """features.h5 in trainer.evaluate's layout, with random features."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        for split in splits:
+            samples = read_split(lists, split)
+            g = f.create_group(split)
+            g["features"] = rng.normal(size=(len(samples), 8)).astype(np.float32)
+            g["pid"] = [s.pid for s in samples]
+            g["camid"] = [s.camid for s in samples]
+            g["clothes_id"] = [s.clothes_id for s in samples]
+            g.create_dataset("path", data=[s.path for s in samples], dtype=h5py.string_dtype())
+            g["pack_index"] = pack.indices([s.path for s in samples])
+        f.attrs["manifest_sha256"] = manifest or pack.manifest_sha256
+    return path
+
+
+def _colour_pixels(png, hex_colour):
+    img = cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB)
+    rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(img.astype(int) - rgb).sum(-1) <= 6).sum())
+
+
+def test_rank_list_draws_the_cc_protocol_from_features_h5(tiny_dataset, tmp_path):
+    pack = ImagePack(tiny_dataset["images"])
+    feats = write_features(tmp_path / "features.h5", tiny_dataset["lists"], pack, ["query_diff", "gallery"])
+    out = rank_list(feats, tiny_dataset["images"], tiny_dataset["lists"], tmp_path / "r.png", None, 3, 5)
+    for colour in (QUERY, GOOD, WRONG):  # frames of every kind are drawn
+        assert _colour_pixels(out, colour) > 50, colour
+    with pytest.raises(InputError, match="SC_single_shot|has"):
+        rank_list(feats, tiny_dataset["images"], tiny_dataset["lists"], tmp_path / "x.png", "nope")
+    with pytest.raises(InputError, match="no split 'query_same'"):
+        rank_list(feats, tiny_dataset["images"], tiny_dataset["lists"], tmp_path / "x.png", "SC")
+    other = write_features(tmp_path / "other.h5", tiny_dataset["lists"], pack, ["query_diff", "gallery"],
+                           manifest="0" * 64)
+    with pytest.raises(InputError, match="manifest differs"):
+        rank_list(other, tiny_dataset["images"], tiny_dataset["lists"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_embedding_keeps_the_smallest_ids_of_both_splits(tiny_dataset, tmp_path):
+    pack = ImagePack(tiny_dataset["images"])
+    feats = write_features(tmp_path / "features.h5", tiny_dataset["lists"], pack, ["query_diff", "gallery"])
+    q, g = read_split(tiny_dataset["lists"], "query_diff"), read_split(tiny_dataset["lists"], "gallery")
+    ids = sorted({s.pid for s in q + g})
+    x, pids, clothes = embedding_points(feats, ["query_diff", "gallery"], max_ids=2)
+    assert sorted(set(pids.tolist())) == ids[:2]
+    assert len(x) == sum(s.pid in ids[:2] for s in q + g) == len(clothes)
+    out = plot_embedding(feats, tiny_dataset["lists"], tmp_path / "t.png", None, 20)
+    assert cv2.imread(str(out)).shape[0] > 200
+    with pytest.raises(InputError, match="max_ids"):
+        plot_embedding(feats, tiny_dataset["lists"], tmp_path / "t.png", None, 1)
+
+
+def _history(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_training_curves_group_what_history_holds(tmp_path):
+    records = [{"epoch": e, "seconds": 2.0, "steps": 4, "images_per_second": 30.0 + e, "lr_model": 0.1 / e,
+                "lr_clothes": 0.01, "loss_id": 3.0 / e, "loss_adv": 1.0, "acc_id": 0.1 * e, "kept_fraction": 0.5,
+                **({"eval": {"CC": {"mAP": 0.25, "rank1": 0.5}}} if e % 2 == 0 else {})} for e in range(1, 5)]
+    panels = {title: (curve_set, scale) for title, curve_set, scale in curves._panels(records)}
+    assert set(panels["losses"][0]) == {"loss_id", "loss_adv"}
+    assert set(panels["learning rate"][0]) == {"lr_model", "lr_clothes"} and panels["learning rate"][1] == "log"
+    assert set(panels["accuracies and per-epoch fractions"][0]) == {"acc_id", "kept_fraction"}
+    assert panels["images / s"][0]["images/s"] == ([1, 2, 3, 4], [31.0, 32.0, 33.0, 34.0])
+    assert panels["periodic evaluation (%)"][0] == {"CC mAP": ([2, 4], [25.0, 25.0]), "CC R1": ([2, 4], [50.0, 50.0])}
+    out = curves.plot_curves(_history(tmp_path / "h.jsonl", records), tmp_path / "c.png", "tiny/cal")
+    assert cv2.imread(str(out)).shape[1] > 400
+    with pytest.raises(InputError, match=r"h2.jsonl: epochs \[1, 2, 1\]"):
+        curves.plot_curves(_history(tmp_path / "h2.jsonl", records[:2] + records[:1]), tmp_path / "c2.png")
+    with pytest.raises(InputError, match="h3.jsonl:1"):
+        curves.plot_curves(_history(tmp_path / "h3.jsonl", [{"loss": 1}]), tmp_path / "c3.png")
+
+
+def _metrics(method, maps, commit="abc123def4567890", streams=None, cmc=True):
+    protocols = {}
+    for name, m in maps.items():
+        protocols[name] = {"query": "query_diff", "gallery": "gallery", "mode": "CC", "mAP": m, "rank1": m + .1,
+                           "rank5": m + .2, "rank10": m + .3, "rank20": m + .4, "mINP": m / 2,
+                           "num_valid_queries": 7, "num_queries": 8,
+                           **({"cmc": np.linspace(m + .1, 1, 50).round(4).tolist()} if cmc else {})}
+    report = {"dataset": "tiny", "train_dataset": "tiny", "method": method, "scale": "tiny", "protocols": protocols,
+              "provenance": {"config_hash": f"hash-{method}", "git_commit_train": commit, "seed": 1}}
+    if streams:
+        report["streams"] = {"all": protocols, **streams}
+    return report
+
+
+def test_metrics_table_lists_every_protocol_stream_and_provenance(tmp_path):
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.json"
+    a.write_text(json.dumps(_metrics("cal", {"SC": 0.5, "CC": 0.2}, commit="f" * 40 + "-dirty")))
+    b.write_text(json.dumps(_metrics("deskpro", {"CC": 0.3}, streams={"body": {"CC": _metrics("x", {"CC": 0.125})
+                                                                               ["protocols"]["CC"]}})))
+    html = tables.metrics_table_html([a, b])
+    rows = [r for r in html.split("<tr>")[2:]]
+    assert len(rows) == 4  # cal SC, cal CC, deskpro CC, deskpro[body] CC
+    assert "<td class=l>deskpro[body]</td><td class=l>CC</td>" in html and "12.5" in html
+    assert "hash-cal" in html and "ffffffffffff-dirty" in html and "hash-deskpro" in html
+    b.write_text(json.dumps(_metrics("cal", {"CC": 0.3})))
+    with pytest.raises(InputError, match="both hold tiny/cal"):
+        tables.metrics_table_html([a, b])
+    b.write_text(json.dumps({"method": "cal"}))
+    with pytest.raises(InputError, match=r"b.json: no 'dataset'"):
+        tables.metrics_table_html([a, b])
+
+
+def test_cmc_needs_the_curve_and_draws_one_panel_per_protocol(tmp_path):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(_metrics("cal", {"SC": 0.5, "CC": 0.2})))
+    out = plot_cmc([a], tmp_path / "cmc.png")
+    h, w = cv2.imread(str(out)).shape[:2]
+    assert w > 1.5 * h  # two panels side by side
+    a.write_text(json.dumps(_metrics("cal", {"SC": 0.5}, cmc=False)))
+    with pytest.raises(InputError, match="a.json: protocol SC has no 'cmc'"):
+        plot_cmc([a], tmp_path / "cmc2.png")
+
+
+def test_summary_and_the_command_line(tiny_dataset, tmp_path):
+    summary = tmp_path / "grabcut.summary.json"
+    summary.write_text(json.dumps({"stage": "silhouettes", "backend": "grabcut", "images": 10, "found": 7,
+                                   "found_rate": 0.7}))
+    out = tmp_path / "s.html"
+    assert figures_main(["summary", "--protocol", str(tiny_dataset["lists"] / "protocol.json"), "--out", str(out),
+                         str(summary)]) == 0
+    html = out.read_text()
+    meta = read_protocol(tiny_dataset["lists"])
+    for name, split in meta["splits"].items():
+        assert f"<td class=l>{name}</td><td>{split['ids']}</td>" in html
+    assert all(f"<td class=l>{p.name}</td>" in html for p in meta["protocols"])
+    assert "<td class=l>silhouettes</td><td class=l>grabcut</td><td>10</td><td>7</td><td>70.0</td>" in html

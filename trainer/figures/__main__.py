@@ -1,0 +1,73 @@
+"""python -m trainer.figures FIGURE ...  (ccreid-figures) — one picture or table for the report.
+
+  metrics-table --out T.html METRICS_JSON ...         metrics across methods, with config hash and commit
+  cmc --out C.png METRICS_JSON ...                    CMC to rank 50, a panel per protocol
+  ranklist --features F.h5 --images images.h5 --lists LISTS --out R.png [--protocol CC] [--queries 6] [--top 10]
+  embedding --features F.h5 --lists LISTS --out E.png [--protocol CC] [--max-ids 20]
+  curves --history history.jsonl --out H.png [--title T]
+  summary --protocol protocol.json --out S.html [STAGE_SUMMARY_JSON ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.atomic import write_text
+from pipeline.cli import reports_user_errors
+
+
+@reports_user_errors
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainer.figures", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="figure", required=True)
+    t = sub.add_parser("metrics-table", help="HTML table of every protocol of every method")
+    t.add_argument("--out", required=True)
+    t.add_argument("metrics", nargs="+")
+    c = sub.add_parser("cmc", help="CMC curves, a panel per protocol and a curve per method")
+    c.add_argument("--out", required=True)
+    c.add_argument("metrics", nargs="+")
+    r = sub.add_parser("ranklist", help="queries and their top gallery matches, framed by the protocol's rules")
+    for p in (r, e := sub.add_parser("embedding", help="t-SNE of test features by identity and clothes")):
+        p.add_argument("--features", required=True, help="features.h5 of trainer.evaluate")
+        p.add_argument("--lists", required=True, help="the dataset's lists folder (protocol.json)")
+        p.add_argument("--out", required=True)
+        p.add_argument("--protocol", default=None, help="default: CC where the dataset has it, else the first")
+    r.add_argument("--images", required=True, help="images.h5 the features were extracted from")
+    r.add_argument("--queries", type=int, default=6)
+    r.add_argument("--top", type=int, default=10)
+    e.add_argument("--max-ids", type=int, default=20)
+    h = sub.add_parser("curves", help="training curves of history.jsonl")
+    h.add_argument("--history", required=True)
+    h.add_argument("--out", required=True)
+    h.add_argument("--title", default="")
+    s = sub.add_parser("summary", help="HTML: a dataset's splits, protocols and stage found rates")
+    s.add_argument("--protocol", required=True, help="the lists' protocol.json")
+    s.add_argument("--out", required=True)
+    s.add_argument("stages", nargs="*", help="<stage>/<backend>.summary.json files")
+    a = ap.parse_args(argv)
+    # imported per figure: matplotlib, h5py and scikit-learn load only where they are drawn
+    if a.figure == "metrics-table":
+        from .tables import metrics_table_html
+        write_text(a.out, metrics_table_html(a.metrics))
+    elif a.figure == "cmc":
+        from .cmc import plot_cmc
+        plot_cmc(a.metrics, a.out)
+    elif a.figure == "ranklist":
+        from .ranklist import rank_list
+        rank_list(a.features, a.images, a.lists, a.out, a.protocol, a.queries, a.top)
+    elif a.figure == "embedding":
+        from .embedding import plot_embedding
+        plot_embedding(a.features, a.lists, a.out, a.protocol, a.max_ids)
+    elif a.figure == "curves":
+        from .curves import plot_curves
+        plot_curves(a.history, a.out, a.title)
+    else:
+        from .tables import dataset_summary_html
+        write_text(a.out, dataset_summary_html(a.protocol, a.stages))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
