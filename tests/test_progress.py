@@ -61,7 +61,8 @@ def test_a_stage_shards_log_shows_progress_while_it_runs(tiny_dataset, tmp_path)
 
 @pytest.mark.parametrize("script, module", [("ccreid-lists", "pipeline.lists"), ("ccreid-train", "trainer.train"),
                                             ("ccreid-evaluate", "trainer.evaluate"),
-                                            ("ccreid-stages", "pipeline.stages")])
+                                            ("ccreid-stages", "pipeline.stages"),
+                                            ("ccreid-figures", "trainer.figures")])
 def test_console_scripts_are_the_python_m_programs(script, module):
     path = Path(sys.executable).parent / script
     assert path.is_file(), f"{script} not installed beside {sys.executable} (pip install -e .)"
