@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from pipeline.errors import InputError
 from trainer.eval_reference import evaluate_loop
 from trainer.evaluation import evaluate, evaluate_features, summarise
 
@@ -56,14 +57,16 @@ def test_ties_break_like_numpy_argsort():
     assert r["mAP"] == pytest.approx(np.mean(np.arange(1, len(hits) + 1) / hits))
 
 
-@pytest.mark.parametrize("ties", [True, False])
+@pytest.mark.parametrize("ties, dtype", [(True, np.float32), (False, np.float32), (False, np.float64),
+                                         (True, np.float64), (False, np.float16)])
 @pytest.mark.parametrize("mode", ["general", "CC", "SC"])
-def test_agrees_with_per_query_reference(mode, ties):
+def test_agrees_with_per_query_reference(mode, ties, dtype):
     rng = np.random.default_rng(1)
     for _ in range(6):
         q, g = int(rng.integers(1, 50)), int(rng.integers(2, 300))
-        # integer distances tie often (the argsort path); continuous ones never (the binary-search path)
-        dist = rng.integers(0, 15, size=(q, g)).astype(np.float32) if ties else rng.random((q, g)).astype(np.float32)
+        # integer distances tie often (a tied query: np.argsort of its row); continuous ones never (the keyed
+        # block path); float64 values that float32 cannot hold are ranked row by row
+        dist = rng.integers(0, 15, size=(q, g)).astype(dtype) if ties else rng.random((q, g)).astype(dtype)
         labels = dict(q_pids=rng.integers(0, 6, q), g_pids=rng.integers(0, 6, g), q_camids=rng.integers(0, 3, q),
                       g_camids=rng.integers(0, 3, g), q_clothes=rng.integers(0, 3, q), g_clothes=rng.integers(0, 3, g))
         fast = evaluate(dist, mode=mode, memory_bytes=g * 40 * 4, **labels)  # several blocks
@@ -71,6 +74,17 @@ def test_agrees_with_per_query_reference(mode, ties):
         assert fast["num_valid"] == slow["num_valid"]
         assert abs(fast["mAP"] - slow["mAP"]) < 1e-6
         np.testing.assert_allclose(fast["cmc"], slow["cmc"], atol=1e-6)
+
+
+def test_signed_zeros_tie_and_a_nan_true_match_is_refused():
+    # -0.0 == +0.0: a tie the official argsort decides, not an order the keys may invent
+    dist = np.array([[0.0, -0.0, 0.5, -0.0, 0.0]], np.float32)
+    labels = {k: np.array(v) for k, v in dict(q_pids=[1], g_pids=[1, 2, 1, 2, 1], q_camids=[0],
+                                               g_camids=[1, 1, 1, 1, 1]).items()}
+    fast, slow = evaluate(dist, **labels), evaluate_loop(dist, **labels)
+    assert fast["mAP"] == slow["mAP"] and np.array_equal(fast["cmc"], slow["cmc"])
+    with pytest.raises(InputError, match="NaN at a true match"):
+        evaluate(np.array([[np.nan, 0.1, 0.2]], np.float32), [1], [1, 2, 1], [0], [1, 1, 1])
 
 
 def test_block_size_does_not_change_the_result():

@@ -3,9 +3,10 @@ docs/protocols.md#good-and-junk), vectorised.
 
 Gallery items are ranked by ascending distance; junk items are removed from the ranking; CMC marks
 every rank from the first good match on; AP is the mean over good matches of (i / rank_i), ranks
-counted after junk removal. Queries without a good match are skipped and reported. Ranks come from
-binary search of the good matches' distances (see `_good_ranks`); where ties make the order
-depend on the sort, np.argsort decides, as in the official code, so results agree exactly.
+counted after junk removal. Queries without a good match are skipped and reported. Ranks are computed for
+a block of queries at once (`_block_ranks`: only kept items up to a query's last good match are ordered);
+where ties make the order depend on the sort, np.argsort of the row decides, as in the official code, so
+results agree exactly.
 
 Work is done in blocks of query rows whose size follows a memory budget, so a 100k-image gallery
 never needs more than the budget; with `evaluate_features` the full distance matrix is never built.
@@ -20,11 +21,23 @@ import numpy as np
 from pipeline.errors import InputError
 
 MODES = ("general", "CC", "SC")
-_BYTES_PER_CELL = 12  # the distance block (float32/64) and a few boolean masks
+# per cell of a block, at worst (every item before a query's last good match): the distances (float32/64), the
+# comparison with the last good match, and per candidate its row and column (int64) and key (uint64) with the
+# temporaries that build it
+_BYTES_PER_CELL = 48
 
 
 def _rows_per_block(num_gallery: int, memory_bytes: int) -> int:
     return max(1, int(memory_bytes // (_BYTES_PER_CELL * max(num_gallery, 1))))
+
+
+def _rules(same_cam: np.ndarray, same_clothes: np.ndarray | None, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """good and junk among items of the query's identity (docs/protocols.md#good-and-junk)."""
+    if mode == "general":
+        return ~same_cam, same_cam
+    if mode == "CC":
+        return ~same_cam & ~same_clothes, same_cam | same_clothes
+    return ~same_cam & same_clothes, same_cam | ~same_clothes
 
 
 def good_junk_masks(q_pids, q_camids, q_clothes, gallery, mode):
@@ -33,57 +46,139 @@ def good_junk_masks(q_pids, q_camids, q_clothes, gallery, mode):
     g_pids, g_camids, g_clothes = gallery
     same_pid = g_pids[None, :] == q_pids[:, None]
     same_cam = g_camids[None, :] == q_camids[:, None]
-    if mode == "general":
-        return same_pid & ~same_cam, same_pid & same_cam
-    same_clothes = g_clothes[None, :] == q_clothes[:, None]
-    if mode == "CC":
-        return same_pid & ~same_cam & ~same_clothes, same_pid & (same_cam | same_clothes)
-    return same_pid & ~same_cam & same_clothes, same_pid & (same_cam | ~same_clothes)
+    same_clothes = None if mode == "general" else g_clothes[None, :] == q_clothes[:, None]
+    good, junk = _rules(same_cam, same_clothes, mode)
+    return same_pid & good, same_pid & junk
 
 
-def _good_ranks(dist: np.ndarray, good: np.ndarray, junk: np.ndarray) -> np.ndarray:
-    """1-based ranks of one query's good matches in the junk-free ranking, in rank order.
-
-    Sorting the whole gallery is only needed to break ties. Without a tie between a good match and
-    another kept item (or between two good matches), every sort orders the items alike, so a good
-    match's rank is the number of kept items with a smaller distance, plus one: found by binary
-    search of the few good distances, O(G log n_good) instead of O(G log G). With a tie, fall back
-    to np.argsort exactly as the official code ranks (its unstable sort decides the order).
-    """
-    thresholds = np.sort(dist[good])
-    others = dist[~(good | junk)]
-    slot = np.searchsorted(thresholds, others, side="left")
-    inside = slot < len(thresholds)
-    tied = bool((thresholds[1:] == thresholds[:-1]).any()) or bool(
-        (thresholds[slot[inside]] == others[inside]).any())
-    if not tied:
-        below = np.cumsum(np.bincount(slot, minlength=len(thresholds) + 1))[: len(thresholds)]
-        return below + np.arange(1, len(thresholds) + 1)
+def _tied_ranks(dist: np.ndarray, good: np.ndarray, junk: np.ndarray) -> np.ndarray:
+    """1-based ranks of one query's good matches in the junk-free ranking, in rank order, ordered exactly as the
+    official code orders them: np.argsort of the whole row, whose unstable sort decides ties."""
     order = np.argsort(dist)
     kept_rank = np.cumsum(~junk[order])
     return kept_rank[good[order]]
 
 
+def _keys(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """uint64 keys ordering (row, float32 value) pairs exactly as (row, value) compare: the row in the high 32 bits,
+    the value's IEEE-754 bits made monotonic in the low 32 (negative: all bits flipped; positive: sign bit set);
+    -0.0 is folded into +0.0, which compares equal to it."""
+    bits = (values.astype(np.float32) + np.float32(0)).view(np.uint32)
+    bits = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    return (rows.astype(np.uint64) << np.uint64(32)) | bits.astype(np.uint64)
+
+
+def _float32_exact(dist: np.ndarray) -> np.ndarray | None:
+    """The block as float32 when that loses nothing (float32 and float16 blocks, float64 ones holding float32
+    values), else None."""
+    if dist.dtype in (np.float32, np.float16):
+        return dist.astype(np.float32, copy=False)
+    if dist.dtype == np.float64:
+        single = dist.astype(np.float32)
+        if np.array_equal(single, dist):
+            return single
+    return None
+
+
 class _Accumulator:
+    """Sums AP, INP and first-hit ranks over blocks of queries.
+
+    A query's good and junk items are among its identity's few gallery items, found through the gallery sorted
+    by identity instead of Q×G masks. A good match's rank counts the kept items closer than it: every item no
+    farther than the query's last good match is keyed by (query, distance) as one uint64 and sorted once per
+    block, and binary search of each good match's key counts the items before it (junk ones subtracted). This
+    is exact: without a tie the official argsort orders those items alike; a query where a good match ties
+    with another kept item is ranked by np.argsort of its row, as the official code does. Blocks whose values
+    are not float32 (float64 distances) are ranked row by row that way too.
+    """
+
     def __init__(self, gallery: tuple, mode: str):
         self.gallery, self.mode = gallery, mode
         self.num_gallery = len(gallery[0])
+        self.by_pid = np.argsort(gallery[0], kind="stable")
+        self.sorted_pids = gallery[0][self.by_pid]
         self.first_hit_hist = np.zeros(self.num_gallery + 1, np.int64)
         self.ap_sum = 0.0
         self.inp_sum = 0.0
         self.num_valid = 0
         self.num_queries = 0
 
+    def _add_ranks(self, ranks: np.ndarray) -> None:
+        """One query's good ranks, in order: its AP, first hit and INP (Simple-CCReID's definitions)."""
+        n = len(ranks)
+        self.ap_sum += float(np.mean(np.arange(1, n + 1) / ranks))
+        self.first_hit_hist[ranks[0] - 1] += 1
+        self.inp_sum += n / float(ranks[-1])
+        self.num_valid += 1
+
+    def _identity_pairs(self, q_pids, q_camids, q_clothes):
+        """(query row, gallery column, good, junk) for every gallery item of each query's identity."""
+        lo = np.searchsorted(self.sorted_pids, q_pids, "left")
+        counts = np.searchsorted(self.sorted_pids, q_pids, "right") - lo
+        rows = np.repeat(np.arange(len(q_pids)), counts)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        cols = self.by_pid[np.repeat(lo, counts) + within]
+        _, g_camids, g_clothes = self.gallery
+        same_clothes = None if self.mode == "general" else g_clothes[cols] == q_clothes[rows]
+        good, junk = _rules(g_camids[cols] == q_camids[rows], same_clothes, self.mode)
+        return rows, cols, good, junk
+
     def add(self, dist_block: np.ndarray, q_pids, q_camids, q_clothes) -> None:
-        good, junk = good_junk_masks(q_pids, q_camids, q_clothes, self.gallery, self.mode)
-        self.num_queries += len(good)
-        for r in np.flatnonzero(good.any(axis=1)):
-            ranks = _good_ranks(dist_block[r], good[r], junk[r])
-            n = len(ranks)
-            self.ap_sum += float(np.mean(np.arange(1, n + 1) / ranks))
-            self.first_hit_hist[ranks[0] - 1] += 1
-            self.inp_sum += n / float(ranks[-1])
-            self.num_valid += 1
+        self.num_queries += len(q_pids)
+        rows, cols, good, junk = self._identity_pairs(q_pids, q_camids, q_clothes)
+        single = _float32_exact(dist_block)
+        if single is None:
+            tied = np.unique(rows[good])
+        else:
+            tied = self._add_block(single, rows[good], cols[good], rows[junk], cols[junk])
+        if len(tied):
+            good_rows, junk_rows = good_junk_masks(q_pids[tied], q_camids[tied],
+                                                   None if q_clothes is None else q_clothes[tied], self.gallery,
+                                                   self.mode)
+            for r, g, j in zip(tied, good_rows, junk_rows, strict=True):
+                self._add_ranks(_tied_ranks(dist_block[r], g, j))
+
+    def _add_block(self, dist, good_rows, good_cols, junk_rows, junk_cols) -> np.ndarray:
+        """Adds the block's queries without ties; returns the rows with a tie at a good match."""
+        if not len(good_rows):
+            return good_rows
+        good_dist = dist[good_rows, good_cols]
+        if np.isnan(good_dist).any():
+            r = good_rows[np.isnan(good_dist)][0]
+            raise InputError(f"distance matrix: NaN at a true match of query row {r} of this block")
+        last = np.full(len(dist), -np.inf, np.float32)
+        np.maximum.at(last, good_rows, good_dist)
+        cand_rows, cand_cols = np.nonzero(dist <= last[:, None])  # every item up to each query's last good
+        near = _keys(cand_rows, dist[cand_rows, cand_cols])
+        near.sort()
+        junk_keys = _keys(junk_rows, dist[junk_rows, junk_cols])
+        junk_keys.sort()
+        good_keys = _keys(good_rows, good_dist)
+        row_keys = _keys(np.arange(len(dist)), np.full(len(dist), -np.inf, np.float32))  # each row's first key
+
+        def before_and_equal(sorted_keys):
+            left = np.searchsorted(sorted_keys, good_keys, "left")
+            equal = np.searchsorted(sorted_keys, good_keys, "right") - left
+            return left - np.searchsorted(sorted_keys, row_keys, "left")[good_rows], equal
+
+        near_before, near_equal = before_and_equal(near)
+        junk_before, junk_equal = before_and_equal(junk_keys)
+        ranks = near_before - junk_before + 1
+        tied = np.unique(good_rows[near_equal - junk_equal > 1])
+        keep = ~np.isin(good_rows, tied)
+        owner, ranks = good_rows[keep], ranks[keep]
+        order = np.lexsort((ranks, owner))  # per query, in rank order
+        owner, ranks = owner[order], ranks[order]
+        if len(owner):
+            # the k-th good match of a query at rank r_k: AP = mean k / r_k, INP = n / r_n, first hit r_1
+            starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            counts = np.diff(np.r_[starts, len(owner)])
+            k = np.arange(len(owner)) - np.repeat(starts, counts) + 1
+            self.ap_sum += float(np.sum(np.add.reduceat(k / ranks, starts) / counts))
+            np.add.at(self.first_hit_hist, ranks[starts] - 1, 1)
+            self.inp_sum += float(np.sum(counts / ranks[starts + counts - 1]))
+            self.num_valid += len(starts)
+        return tied
 
     def result(self) -> dict:
         n = self.num_valid
