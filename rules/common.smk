@@ -7,7 +7,7 @@ import yaml
 from pipeline.datasets import layout_dir
 from pipeline.imagepack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from pipeline.rawtree import tree_fingerprint
-from pipeline.stages.backends import STAGES, check_params
+from pipeline.stages.backends import STAGES, check_params, shard_gpus
 from trainer.config import load_method_config, read_method_file
 
 
@@ -214,6 +214,17 @@ def backend_params(wildcards):
     return json.dumps(params, sort_keys=True)
 
 
+def stage_gpus(wildcards):
+    """1 for a shard of a learned backend that runs on a GPU (its device is not cpu), else 0: the scheduler
+    (SLURM through the profile, or the local `gpu` resource) places it on a GPU or serialises it there."""
+    return shard_gpus(wildcards.stage, wildcards.backend, json.loads(backend_params(wildcards)))
+
+
+def run_gpus(wildcards):
+    """Training and evaluation ask for a GPU unless the configured device is the CPU."""
+    return 0 if config.get("device", "auto") == "cpu" else 1
+
+
 def allow_none_found(wildcards):
     """`backends.<stage>.<backend>.allow_none_found: true`: a shard that finds nothing is not an error."""
     return "--allow-none-found" if backend_cfg(wildcards.stage, wildcards.backend).get("allow_none_found") else ""
@@ -263,3 +274,46 @@ def stage_shards(wildcards):
     return [
         f"data/derived/{wildcards.dataset}/{wildcards.stage}/{wildcards.backend}.shards/{k}-of-{n}.h5" for k in range(n)
     ]
+
+
+# --- the report's figures (rules/report.smk) ---------------------------------------------------------
+
+
+def report_targets():
+    """(dataset, method) of every configured target, checked while the plan is built."""
+    pairs = [Path(t).parts for t in config.get("targets", [])]  # dataset/method, checked by the schema
+    for dataset, method in pairs:
+        dataset_cfg(dataset)
+        method_file(method)
+    return pairs
+
+
+def target_methods(dataset):
+    return [m for d, m in report_targets() if d == dataset]
+
+
+def dataset_metrics(wildcards):
+    methods = target_methods(wildcards.dataset)
+    if not methods:
+        raise ValueError(f"no target of dataset {wildcards.dataset} in config.yaml targets: nothing to compare")
+    return [f"results/{wildcards.dataset}/{m}/metrics.json" for m in methods]
+
+
+def report_option(key):
+    return config["report"][key]
+
+
+def protocol_arg(wildcards):
+    protocol = report_option("protocol")
+    return f"--protocol {protocol}" if protocol else ""
+
+
+def report_inputs(wildcards):
+    files = []
+    for dataset in dict.fromkeys(d for d, _ in report_targets()):
+        files += [f"results/{dataset}/figures/{name}" for name in ("metrics.html", "cmc.png", "summary.html")]
+        files.append(f"data/derived/{dataset}/contact_sheet.png")
+    for dataset, method in report_targets():
+        files += [f"results/{dataset}/{method}/figures/{n}" for n in ("ranklist.png", "tsne.png", "curves.png")]
+        files.append(f"results/{dataset}/{method}/train_figures")
+    return files

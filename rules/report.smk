@@ -3,35 +3,6 @@
 # its metrics table and CMC curves across those methods, its summary and its contact sheet. Captions: report/.
 
 
-def report_targets():
-    """(dataset, method) of every configured target, checked while the plan is built."""
-    pairs = [tuple(t.split("/")) for t in config.get("targets", [])]
-    for dataset, method in pairs:
-        dataset_cfg(dataset)
-        method_file(method)
-    return pairs
-
-
-def target_methods(dataset):
-    return [m for d, m in report_targets() if d == dataset]
-
-
-def dataset_metrics(wildcards):
-    methods = target_methods(wildcards.dataset)
-    if not methods:
-        raise ValueError(f"no target of dataset {wildcards.dataset} in config.yaml targets: nothing to compare")
-    return [f"results/{wildcards.dataset}/{m}/metrics.json" for m in methods]
-
-
-def report_option(key):
-    return config["report"][key]
-
-
-def protocol_arg(wildcards):
-    protocol = report_option("protocol")
-    return f"--protocol {protocol}" if protocol else ""
-
-
 rule metrics_table:
     input:
         dataset_metrics,
@@ -161,17 +132,6 @@ rule training_curves:
     shell:
         "python -m trainer.figures curves --history {input.history} --out {output} "
         "--title {wildcards.dataset}/{wildcards.method} > {log} 2>&1"
-
-
-def report_inputs(wildcards):
-    files = []
-    for dataset in dict.fromkeys(d for d, _ in report_targets()):
-        files += [f"results/{dataset}/figures/{name}" for name in ("metrics.html", "cmc.png", "summary.html")]
-        files.append(f"data/derived/{dataset}/contact_sheet.png")
-    for dataset, method in report_targets():
-        files += [f"results/{dataset}/{method}/figures/{n}" for n in ("ranklist.png", "tsne.png", "curves.png")]
-        files.append(f"results/{dataset}/{method}/train_figures")
-    return files
 
 
 localrules:

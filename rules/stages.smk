@@ -20,6 +20,8 @@ rule stage_shard:
         n="[0-9]+",
     conda:
         "../envs/ccreid.yaml"
+    resources:
+        gpu=stage_gpus,
     params:
         backend_params=backend_params,
         model_file=lambda w: f"--model-file {model_file(w)}" if model_file(w) else "",

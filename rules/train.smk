@@ -43,6 +43,8 @@ rule train:
     conda:
         "../envs/ccreid.yaml"
     threads: 2
+    resources:
+        gpu=run_gpus,
     params:
         scale=method_scale,
         overrides=method_overrides,
@@ -75,6 +77,8 @@ rule evaluate:
     conda:
         "../envs/ccreid.yaml"
     threads: 2
+    resources:
+        gpu=run_gpus,
     params:
         device=config.get("device", "auto"),
         lists=lambda w, input: str(Path(input.protocol).parent),

@@ -1,6 +1,7 @@
 """The Snakemake workflow: schema, lint, dry runs, a tiny end-to-end run and what reruns after a change."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,11 +21,11 @@ TINY_CONFIG = {
 }
 
 
-def snakemake(workdir, *args, check=True):
+def snakemake(workdir, *args, check=True, timeout=900):
     # rules call `python -m ...`: put this interpreter's environment first, as an activated venv does
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True,
-                          timeout=900, env=env)
+                          timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -129,10 +130,49 @@ def test_tiny_end_to_end_then_only_changed_steps_rerun(workflow):
     assert jobs_planned(proc) == {"train": 1, "evaluate": 1}
 
 
-def test_slurm_profile_dry_run(workflow):
-    proc = snakemake(workflow, "--profile", "profiles/slurm", "-n", "results/tiny/baseline/metrics.json",
-                     "--configfile", "tiny.yaml")
-    assert jobs_planned(proc)["train"] == 1
+def planned_resources(proc) -> dict[str, list[dict]]:
+    """rule -> the resources of each of its jobs, from a dry run's job listing."""
+    found: dict[str, list[dict]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if head and res:
+            pairs = (kv.split("=", 1) for kv in res.group(1).split(", "))
+            found.setdefault(head.group(1), []).append({k: v for k, v in pairs})
+    return found
+
+
+def test_slurm_profile_sizes_each_rule_and_asks_gpus_where_they_run(workflow):
+    """As a workflow profile, profiles/slurm's per-rule resources reach the jobs (with --profile, Snakemake also
+    reads profiles/default, whose settings would replace them); the GPU follows the configured device."""
+    proc = snakemake(workflow, "--workflow-profile", "profiles/slurm", "-n", "results/tiny/baseline/metrics.json",
+                     "data/derived/tiny/keypoints/mediapipe.h5", "--configfile", "tiny.yaml",
+                     "--config", "device=auto")
+    res = planned_resources(proc)
+    train, shard = res["train"][0], res["stage_shard"][0]
+    assert train["gpu"] == "1" and train["mem_mb"] == "32000" and train["runtime"] == "1440"
+    assert res["evaluate"][0]["gpu"] == "1"
+    assert shard.get("gpu", "0") == "0" and shard["runtime"] == "240"  # mediapipe: a CPU backend
+    # no partition is fixed per rule: the plugin picks one from partitions.yaml by what the job asks for
+    assert not any("slurm_partition" in job for jobs in res.values() for job in jobs)
+    on_cpu = planned_resources(snakemake(workflow, "--workflow-profile", "profiles/slurm", "-n",
+                                         "results/tiny/baseline/metrics.json", "--configfile", "tiny.yaml"))
+    assert on_cpu["train"][0]["gpu"] == "0"  # tiny.yaml: device cpu
+
+
+def test_learned_stage_backends_ask_for_a_gpu_unless_set_to_cpu(workflow, tmp_path):
+    weights = workflow / "data/models/sam_vit_b_01ec64.pth"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"plan only")  # the plan checks the file exists; nothing here loads it
+    target = "data/derived/tiny/silhouettes/sam.h5"
+    jobs = planned_resources(snakemake(workflow, "-n", target, "--configfile", "tiny.yaml"))["stage_shard"]
+    assert sorted(j.get("gpu") for j in jobs) == ["0", "0", "1", "1"]  # 2 keypoints (mediapipe), 2 sam shards
+    (tmp_path / "cpu.yaml").write_text(yaml.safe_dump({"backends": {"silhouettes": {"sam": {
+        "params": {"model_type": "vit_b", "min_score": 0.5, "device": "cpu"}, "inputs": ["keypoints"],
+        "model_file": "data/models/sam_vit_b_01ec64.pth"}}}}))
+    jobs = planned_resources(snakemake(workflow, "-n", target, "--configfile", "tiny.yaml",
+                                       str(tmp_path / "cpu.yaml")))["stage_shard"]
+    assert {j.get("gpu") for j in jobs} == {"0"}
 
 
 @pytest.mark.slow
@@ -254,8 +294,6 @@ def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):
 
 def read_report(path) -> tuple[dict, dict]:
     """(results, categories) of a report Snakemake wrote: the JSON its page embeds."""
-    import re
-
     html = path.read_text()
     found = {name: json.loads(re.search(rf"var {name} = (\{{.*?\}});\s*</script>", html, re.S).group(1))
              for name in ("results", "categories")}

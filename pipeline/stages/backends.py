@@ -137,6 +137,12 @@ class Backend:
         return checked
 
     @classmethod
+    def gpus(cls, params: dict | None) -> int:
+        """GPUs a shard of this backend asks its scheduler for: a learned backend (one with a `device`
+        parameter) one, unless its device is "cpu"; a classical one none. The workflow plans with this."""
+        return int("device" in cls.defaults and cls.check_params(params)["device"] != "cpu")
+
+    @classmethod
     def _check_value(cls, where: str, key: str, value):
         default, limit = cls.defaults[key], cls.limits.get(key)
         if isinstance(default, bool):
@@ -203,6 +209,10 @@ def check_params(stage: str, name: str, params: dict | None = None) -> dict:
     """The parameters a backend would run with (defaults filled in), checked without building it: no
     model is loaded and no model library imported, so the workflow can call this while it plans."""
     return backend_class(stage, name).check_params(params)
+
+
+def shard_gpus(stage: str, name: str, params: dict | None = None) -> int:
+    return backend_class(stage, name).gpus(params)
 
 
 def build(stage: str, name: str, params: dict | None = None, model_file: str | None = None) -> Backend:
