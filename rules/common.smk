@@ -221,8 +221,22 @@ def stage_gpus(wildcards):
 
 
 def run_gpus(wildcards):
-    """Training and evaluation ask for a GPU unless the configured device is the CPU."""
+    """Evaluation asks for a GPU unless the configured device is the CPU."""
     return 0 if config.get("device", "auto") == "cpu" else 1
+
+
+def train_gpus(wildcards):
+    """Training asks for one GPU per process (train_processes) unless the configured device is the CPU."""
+    return 0 if config.get("device", "auto") == "cpu" else config["train_processes"]
+
+
+def train_launcher(wildcards):
+    """`python -m`, or torchrun with train_processes DDP processes on this node (trainer/distributed.py: nccl on
+    GPUs, gloo on the CPU); the trainer splits --threads among them."""
+    n = config["train_processes"]
+    if n == 1:
+        return "python -m"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node {n} -m"
 
 
 def allow_none_found(wildcards):

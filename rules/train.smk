@@ -44,8 +44,9 @@ rule train:
         "../envs/ccreid.yaml"
     threads: 2
     resources:
-        gpu=run_gpus,
+        gpu=train_gpus,
     params:
+        launcher=train_launcher,
         scale=method_scale,
         overrides=method_overrides,
         device=config.get("device", "auto"),
@@ -55,7 +56,7 @@ rule train:
         body=body_args,
         teacher=teacher_args,
     shell:
-        "python -m trainer.train --method-config {input.method_config} --scale {params.scale} "
+        "{params.launcher} trainer.train --method-config {input.method_config} --scale {params.scale} "
         "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} {params.body} "
         "{params.teacher} --out {params.outdir} "
         "--device {params.device} --threads {threads} > {log} 2>&1"

@@ -160,6 +160,27 @@ def test_slurm_profile_sizes_each_rule_and_asks_gpus_where_they_run(workflow):
     assert on_cpu["train"][0]["gpu"] == "0"  # tiny.yaml: device cpu
 
 
+@pytest.mark.slow
+def test_train_processes_runs_the_train_rule_under_torchrun(workflow, tmp_path):
+    """One config value: the train rule launches torchrun with that many DDP processes (gloo on the CPU here) and
+    asks the scheduler for as many GPUs when the device is not the CPU."""
+    import torch
+
+    (workflow / "ddp.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "methods": ["baseline"], "train_processes": 2,
+                                                       "overrides": {"baseline": ["epochs=1"]}}))
+    plan = snakemake(workflow, "-n", "-p", "results/tiny/baseline/model.pt", "--configfile", "ddp.yaml",
+                     "--config", "device=auto")
+    assert "python -m torch.distributed.run --standalone --nproc_per_node 2 -m trainer.train" in plan.stdout
+    on_cluster = snakemake(workflow, "--workflow-profile", "profiles/slurm", "-n", "results/tiny/baseline/model.pt",
+                           "--configfile", "ddp.yaml", "--config", "device=auto")
+    assert planned_resources(on_cluster)["train"][0]["gpu"] == "2"  # (locally capped by profiles/default's gpu=1)
+    snakemake(workflow, "--cores", "2", "results/tiny/baseline/model.pt", "--configfile", "ddp.yaml")
+    model = torch.load(workflow / "results/tiny/baseline/model.pt", weights_only=False)
+    assert model["world_size"] == 2 and model["device"] == "cpu"
+    assert jobs_planned(snakemake(workflow, "-n", "results/tiny/baseline/model.pt", "--configfile", "tiny.yaml",
+                                  "--config", "overrides={baseline: [epochs=1]}")) == {"train": 1}  # 1 process: rerun
+
+
 def test_learned_stage_backends_ask_for_a_gpu_unless_set_to_cpu(workflow, tmp_path):
     weights = workflow / "data/models/sam_vit_b_01ec64.pth"
     weights.parent.mkdir(parents=True, exist_ok=True)
