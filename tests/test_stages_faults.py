@@ -3,6 +3,7 @@ truncated or foreign HDF5 files, unmerged shards given as stores, and broken wei
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -222,11 +223,21 @@ def cli_subprocess(args, limit: int | None = None) -> subprocess.CompletedProces
 
 
 def assert_disk_error(proc, out, reason: str):
+    """One line naming the file that could not be written — the output, or for a shard one of its parts — and
+    nothing under the output's name or a temporary one. A shard keeps its complete parts (a rerun resumes)."""
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-    assert lines == [lines[0]] and lines[0].startswith(f"error: {out}: {reason}"), proc.stderr
+    named = re.match(rf"error: ({re.escape(str(out))}(\.parts/\d{{6}}-of-\d{{6}}\.h5)?): {reason}", lines[0])
+    assert lines == [lines[0]] and named, proc.stderr
     leftovers = sorted(p.name for p in out.parent.iterdir())
-    assert leftovers == [], leftovers  # neither the output nor its temporary file
+    parts = out.with_name(out.name + ".parts")
+    assert leftovers in ([], [parts.name]), leftovers  # neither the output nor its temporary file
+    if parts.is_dir():
+        kept = sorted(p.name for p in parts.iterdir())
+        assert all(re.fullmatch(r"\d{6}-of-\d{6}\.h5", name) for name in kept), kept  # complete parts only
+        for name in kept:
+            with h5py.File(parts / name) as f:
+                assert "found" in f and f.attrs["part"] >= 0
 
 
 @pytest.mark.parametrize("fraction", [0.05, 0.6])
@@ -262,6 +273,7 @@ def test_a_full_tmpfs_during_run_and_merge_is_a_one_line_error_leaving_nothing(k
         proc = cli_subprocess(["run", "--stage", "keypoints", "--backend", "groundtruth", "--images", kp["images"],
                                "--model-file", kp["gt"], "--out", out])
         assert_disk_error(proc, out, "No space left on device")
+        shutil.rmtree(mnt / "shard.h5.parts", ignore_errors=True)  # its complete parts, kept for a rerun
         out = mnt / "keypoints.h5"
         proc = cli_subprocess(["merge", "--images", kp["images"], "--out", out, "--summary", tmp_path / "summary.json",
                                *kp["shards"]])
@@ -440,3 +452,72 @@ def test_weights_of_the_wrong_network_keep_naming_keys_and_source(tmp_path):
     weights = bad_weights(tmp_path, "state")
     with pytest.raises(ValueError, match=r"state.pth: not an AlphaPose FastPose.*unexpected \['conv.bias'.*MODEL_ZOO"):
         build("keypoints", "alphapose", {"device": "cpu"}, str(weights))
+
+
+# --- 3. a shard that crashes half-way ----------------------------------------------------------------
+
+def _count_calls(monkeypatch, cls, crash_after: int | None = None) -> list[int]:
+    """Record the images a backend is called on; raise once it has done `crash_after` of them."""
+    calls: list[int] = []
+    original = cls.__call__
+
+    def call(self, image, item):
+        if crash_after is not None and len(calls) == crash_after:
+            raise RuntimeError("simulated crash")
+        calls.append(item.index)
+        return original(self, image, item)
+
+    monkeypatch.setattr(cls, "__call__", call)
+    return calls
+
+
+def _same_shard(a, b):
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        assert set(fa) == set(fb) and json.loads(fa.attrs["fields"]) == json.loads(fb.attrs["fields"])
+        for key in fa:
+            x, y = fa[key][:], fb[key][:]
+            if x.dtype == object:  # PNG bytes
+                assert all(np.array_equal(u, v) for u, v in zip(x, y, strict=True)), key
+            else:
+                np.testing.assert_array_equal(x, y, err_msg=key)
+
+
+def test_a_crashed_shard_resumes_after_its_last_complete_part(kp, tmp_path, monkeypatch):
+    from pipeline.stages.keypoints import GroundTruthKeypoints
+
+    pack = ImagePack(kp["images"])
+    out, parts = tmp_path / "s.h5", tmp_path / "s.h5.parts"
+    _count_calls(monkeypatch, GroundTruthKeypoints, crash_after=25)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run("keypoints", "groundtruth", kp["images"], 0, 1, str(out), {}, kp["gt"], part_rows=10)
+    assert not out.exists()
+    blocks = -(-len(pack) // 10)
+    assert sorted(p.name for p in parts.iterdir()) == [f"{k:06d}-of-{blocks:06d}.h5" for k in (0, 1)]
+    monkeypatch.undo()
+    calls = _count_calls(monkeypatch, GroundTruthKeypoints)
+    run("keypoints", "groundtruth", kp["images"], 0, 1, str(out), {}, kp["gt"], part_rows=10)
+    assert calls == list(range(20, len(pack)))  # the two complete parts were kept, nothing else
+    assert not parts.exists()
+    monkeypatch.undo()
+    run("keypoints", "groundtruth", kp["images"], 0, 1, str(tmp_path / "clean.h5"), {}, kp["gt"], part_rows=10)
+    _same_shard(out, tmp_path / "clean.h5")
+
+
+def test_parts_of_other_params_are_discarded_not_mixed_in(kp, tmp_path, monkeypatch, capsys):
+    from pipeline.stages.silhouettes import GrabCut
+
+    out = tmp_path / "s.h5"
+    args = ("silhouettes", "grabcut", kp["images"], 1, 2, str(out))
+    _count_calls(monkeypatch, GrabCut, crash_after=15)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(*args, {"iterations": 1}, input_stores=(str(kp["store"]),), part_rows=10)
+    monkeypatch.undo()
+    calls = _count_calls(monkeypatch, GrabCut)
+    run(*args, {"iterations": 2}, input_stores=(str(kp["store"]),), part_rows=10)
+    assert "starting the shard over: 000000-of-" in capsys.readouterr().out
+    pack = ImagePack(kp["images"])
+    assert calls == shard_indices(len(pack), 1, 2).tolist()  # every image again: nothing of iterations=1 kept
+    monkeypatch.undo()
+    run("silhouettes", "grabcut", kp["images"], 1, 2, str(tmp_path / "clean.h5"), {"iterations": 2},
+        input_stores=(str(kp["store"]),), part_rows=10)
+    _same_shard(out, tmp_path / "clean.h5")

@@ -30,7 +30,7 @@ from ..errors import InputError, MissingInputError
 from ..imagepack import ImagePack
 from ..progress import progress as show_progress
 from .backends import Item, build, check_params, registered
-from .store import Store, merge, shard_indices, write_shard
+from .store import PART_ROWS, ShardParts, Store, merge, shard_indices, write_shard
 
 
 def check_model_file(path: str, expected_sha256: str | None) -> str:
@@ -46,9 +46,10 @@ def check_model_file(path: str, expected_sha256: str | None) -> str:
 
 def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int, out: str, params: dict,
         model_file: str | None = None, input_stores: tuple[str, ...] = (), progress: bool | None = None,
-        expected_sha256: str | None = None, allow_none_found: bool = False) -> int:
+        expected_sha256: str | None = None, allow_none_found: bool = False, part_rows: int = PART_ROWS) -> int:
     """Compute one shard; returns how many of its images were found. A non-empty shard with nothing
-    found is an error unless allow_none_found."""
+    found is an error unless allow_none_found. Written in parts of `part_rows` images (store.ShardParts):
+    memory bounded by one part, and a rerun after a crash resumes after the last complete part."""
     check_params(stage, backend_name, params)  # before any file is read or model loaded
     weights_sha256 = check_model_file(model_file, expected_sha256) if model_file else ""
     pack = ImagePack(images)
@@ -63,25 +64,37 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
         fields = {name: json.loads(s.attrs["fields"]) for name, s in inputs.items()}
         backend.bind({name: s.attrs for name, s in inputs.items()})
         indices = shard_indices(len(pack), shard, num_shards)
-        records = []
-        t0 = time.time()
-        for i in show_progress(indices, f"{stage}/{backend_name} shard {shard + 1}/{num_shards}", enabled=progress,
-                               unit="images"):
+        input_attrs = {name: {"backend": s.attrs["backend"], "params": s.attrs["params"]} for name, s in inputs.items()}
+        attrs = {"stage": stage, "backend": backend_name, "backend_version": backend.version,
+                 "params": json.dumps(backend.params, sort_keys=True), "weights_sha256": weights_sha256,
+                 "inputs": json.dumps(input_attrs, sort_keys=True), "manifest_sha256": pack.manifest_sha256}
+        parts = ShardParts(out, indices, {**attrs, "shard": f"{shard}/{num_shards}"}, part_rows)
+        done = parts.completed()
+        if parts.restarted:
+            print(f"{out}: starting the shard over: {parts.restarted}", flush=True)
+        elif done:
+            print(f"{out}: resuming: {len(done)} of {len(parts.blocks)} parts already computed", flush=True)
+        found, records, t0 = sum(done.values()), [], time.time()
+        for pos, i in enumerate(show_progress(indices, f"{stage}/{backend_name} shard {shard + 1}/{num_shards}",
+                                              enabled=progress, unit="images")):
+            k = pos // part_rows
+            if k in done:
+                continue
             item = Item(int(i), pack.paths[i], {name: {f: s[f][i] for f in fields[name]} for name, s in inputs.items()})
             records.append(backend(pack.image(int(i)), item))
-        input_attrs = {name: {"backend": s.attrs["backend"], "params": s.attrs["params"]} for name, s in inputs.items()}
-    found = int(sum(bool(r["found"]) for r in records))
-    if records and not found and not allow_none_found:
+            if len(records) == len(parts.blocks[k]):
+                found += sum(bool(r["found"]) for r in records)
+                parts.write(k, records)
+                records = []
+    if len(indices) and not found and not allow_none_found:
         raise InputError(f"{stage} backend {backend_name!r}, shard {shard + 1} of {num_shards}: found 0 of "
-                         f"{len(records)} images ({images}), so {out} was not written. Its parameters, weights or "
+                         f"{len(indices)} images ({images}), so {out} was not written. Its parameters, weights or "
                          f"input stores are probably wrong for these images; if finding nothing is expected, pass "
                          f"--allow-none-found")
-    write_shard(out, indices, records, {
-        "stage": stage, "backend": backend_name, "backend_version": backend.version,
-        "params": json.dumps(backend.params, sort_keys=True),
-        "weights_sha256": weights_sha256,
-        "inputs": json.dumps(input_attrs, sort_keys=True),
-        "manifest_sha256": pack.manifest_sha256, "seconds": time.time() - t0, **backend.store_attrs()})
+    if not len(indices):
+        write_shard(out, indices, [], attrs)
+    else:
+        parts.join({**attrs, "seconds": time.time() - t0, **backend.store_attrs()})
     return found
 
 
@@ -120,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--input-store", action="append", default=[], help="a store the backend reads")
     r.add_argument("--allow-none-found", action="store_true",
                    help="write the shard even if the backend found nothing in any of its images")
+    r.add_argument("--part-rows", type=int, default=PART_ROWS,
+                   help="images per part file: the memory a shard holds, and what a crash can lose (a rerun resumes "
+                        "after the last complete part)")
     m = sub.add_parser("merge", help="join shards into the store")
     m.add_argument("--images", required=True)
     m.add_argument("--out", required=True)
@@ -150,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError as e:
             raise InputError(f"--params {a.params!r}: not JSON ({e})") from None
         found = run(a.stage, a.backend, a.images, a.shard, a.num_shards, a.out, params, a.model_file,
-                    tuple(a.input_store), expected_sha256=a.sha256, allow_none_found=a.allow_none_found)
+                    tuple(a.input_store), expected_sha256=a.sha256, allow_none_found=a.allow_none_found,
+                    part_rows=a.part_rows)
         print(f"{a.stage}/{a.backend} shard {a.shard + 1}/{a.num_shards}: found {found}")
         return 0
     if a.command == "contact-sheet":

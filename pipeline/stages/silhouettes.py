@@ -65,7 +65,7 @@ class GrabCut(Backend):
 
     @property
     def version(self) -> str:
-        return f"opencv {cv2.__version__} grabCut"
+        return f"opencv {cv2.__version__} grabCut, RNG seeded per image"
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
         h, w = image.shape[:2]
@@ -83,6 +83,9 @@ class GrabCut(Backend):
             return record(np.zeros((h, w), np.uint8))
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         bgr = np.ascontiguousarray(image[..., ::-1])
+        # grabCut's GMMs start from k-means on OpenCV's global RNG, which every call advances: unseeded, an
+        # image's mask would depend on the images computed before it in the process (the shard split, a resume)
+        cv2.setRNGSeed(0)
         cv2.grabCut(bgr, mask, rect, bgd, fgd, self.params["iterations"], cv2.GC_INIT_WITH_MASK)
         return record(np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,105 @@ def write_shard(path: str | Path, indices: np.ndarray, records: list[dict], attr
             _create(f, name, [r[name] for r in records], check)
         f.attrs.update({k: v for k, v in attrs.items()})
         f.attrs["fields"] = json.dumps(fields)
+
+
+PART_ROWS = 256  # images per part file of a shard: what a shard holds in memory, and what a crash can lose
+
+
+class ShardParts:
+    """A shard computed in parts: every `rows` images are written, complete, to `<out>.parts/<k>.h5` (through
+    write_shard: a temporary name until complete), so memory stays bounded by one part whatever the shard's size,
+    and a rerun after a crash keeps the parts already written — those whose identity (everything the shard is
+    computed from: stage, backend and its version, params, inputs, weights, images, shard, part size) equals
+    this run's — and computes only the rest. A part of another identity restarts the shard: its parts are
+    deleted, never mixed in. `join` writes the shard file from the parts, part by part, then removes them.
+    """
+
+    def __init__(self, out: str | Path, indices: np.ndarray, identity: dict, rows: int = PART_ROWS):
+        if rows < 1:
+            raise InputError(f"part size must be at least 1 image, got {rows}")
+        self.out, self.dir = Path(out), Path(f"{out}.parts")
+        self.indices = np.asarray(indices, np.int64)
+        self.identity = {**{k: str(v) for k, v in identity.items()}, "part_rows": str(rows)}
+        self.blocks = [self.indices[i : i + rows] for i in range(0, len(self.indices), rows)]
+        self.restarted = ""  # why parts of an earlier run were discarded, if they were
+
+    def path(self, k: int) -> Path:
+        return self.dir / f"{k:06d}-of-{len(self.blocks):06d}.h5"
+
+    def completed(self) -> dict[int, int]:
+        """Part -> images found in it, for the parts an earlier run of this very shard completed."""
+        if not self.dir.is_dir():
+            return {}
+        done, stale = {}, ""
+        expected = {self.path(k).name: k for k in range(len(self.blocks))}
+        for path in sorted(self.dir.iterdir()):
+            if path.name not in expected:  # a temporary of an interrupted write, or a part of another split
+                if path.suffix == ".h5" and not path.name.startswith("."):
+                    stale = f"{path.name} belongs to another split of the shard"
+                continue
+            k = expected[path.name]
+            try:
+                f = h5py.File(path, "r")
+            except OSError:  # written through a temporary name, so only a damaged disk gets here: recompute it
+                continue
+            with f:
+                theirs = {key: str(f.attrs.get(key)) for key in self.identity}
+                if theirs != self.identity:
+                    changed = sorted(key for key in self.identity if theirs[key] != self.identity[key])
+                    stale = f"{path.name} was computed with other {', '.join(changed)}"
+                    break
+                if not np.array_equal(f["index"][:], self.blocks[k]):
+                    stale = f"{path.name} holds other images"
+                    break
+                done[k] = int(np.count_nonzero(f["found"][:])) if "found" in f else 0
+        if stale:
+            self.restarted = stale
+            shutil.rmtree(self.dir)
+            return {}
+        return done
+
+    def write(self, k: int, records: list[dict]) -> None:
+        self.dir.mkdir(exist_ok=True)
+        write_shard(self.path(k), self.blocks[k], records, {**self.identity, "part": k})
+
+    def join(self, attrs: dict) -> None:
+        """The shard file at `out` from every part, one part open at a time (HDF5 caches per open file would
+        otherwise grow with the number of parts); the parts are then removed."""
+        paths = [self.path(k) for k in range(len(self.blocks))]
+        layouts = []
+        for path in paths:
+            with h5py.File(path, "r") as f:
+                fields = json.loads(f.attrs["fields"])
+                layouts.append({name: (f[name].dtype, f[name].shape[1:]) for name in fields})
+        for path, layout in zip(paths, layouts, strict=True):
+            if layout != layouts[0]:
+                raise InputError(f"{path}: fields {layout} differ from {paths[0]}'s {layouts[0]}")
+        fields = list(layouts[0]) if layouts else []
+        with new_h5(self.out) as (out, check):
+            out.create_dataset("index", data=self.indices)
+            for name, (dtype, shape) in (layouts[0] if layouts else {}).items():
+                if name.endswith(VLEN_SUFFIX):
+                    out.create_dataset(name, (len(self.indices),), dtype=h5py.vlen_dtype(np.uint8))
+                else:
+                    out.create_dataset(name, (len(self.indices), *shape), dtype=dtype)
+            at = 0
+            for path, block in zip(paths, self.blocks, strict=True):
+                with h5py.File(path, "r") as part:
+                    for name in fields:
+                        values = part[name]
+                        if name.endswith(VLEN_SUFFIX):
+                            for j in range(len(block)):
+                                out[name][at + j] = values[j]
+                                check()
+                        else:
+                            out[name][at : at + len(block)] = values[:]
+                            check()
+                at += len(block)
+            out.attrs.update(attrs)
+            out.attrs["fields"] = json.dumps(fields)
+        if self.dir.is_dir():
+            shutil.rmtree(self.dir)
 
 
 SHARD_REBUILD = "delete it and rerun that shard (the workflow's stage_shard rule, or python -m pipeline.stages run)"
