@@ -239,6 +239,11 @@ def train_launcher(wildcards):
     return f"python -m torch.distributed.run --standalone --nproc_per_node {n} -m"
 
 
+def batch_size(wildcards):
+    """`backends.<stage>.<backend>.batch_size`: images per forward pass of a learned backend (GPEN batches)."""
+    return backend_cfg(wildcards.stage, wildcards.backend).get("batch_size", 1)
+
+
 def allow_none_found(wildcards):
     """`backends.<stage>.<backend>.allow_none_found: true`: a shard that finds nothing is not an error."""
     return "--allow-none-found" if backend_cfg(wildcards.stage, wildcards.backend).get("allow_none_found") else ""

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.stages.__main__ import main as stages_main
 from pipeline.stages.__main__ import run
@@ -521,3 +522,26 @@ def test_parts_of_other_params_are_discarded_not_mixed_in(kp, tmp_path, monkeypa
     run("silhouettes", "grabcut", kp["images"], 1, 2, str(tmp_path / "clean.h5"), {"iterations": 2},
         input_stores=(str(kp["store"]),), part_rows=10)
     _same_shard(out, tmp_path / "clean.h5")
+
+
+def test_a_shard_calls_its_backend_in_batches_that_never_cross_a_part(kp, tmp_path, monkeypatch):
+    from pipeline.stages.keypoints import GroundTruthKeypoints
+
+    sizes: list[int] = []
+    original = GroundTruthKeypoints.batch
+
+    def batch(self, images, items):
+        sizes.append(len(items))
+        return original(self, images, items)
+
+    monkeypatch.setattr(GroundTruthKeypoints, "batch", batch)
+    pack = ImagePack(kp["images"])
+    run("keypoints", "groundtruth", kp["images"], 0, 1, str(tmp_path / "b.h5"), {}, kp["gt"], part_rows=10,
+        batch_size=4)
+    full, rest = divmod(len(pack), 10)
+    assert sizes == [4, 4, 2] * full + ([4] * (rest // 4) + ([rest % 4] if rest % 4 else []))
+    monkeypatch.undo()
+    run("keypoints", "groundtruth", kp["images"], 0, 1, str(tmp_path / "one.h5"), {}, kp["gt"], part_rows=10)
+    _same_shard(tmp_path / "b.h5", tmp_path / "one.h5")
+    with pytest.raises(InputError, match="batch size must be at least 1"):
+        run("keypoints", "groundtruth", kp["images"], 0, 1, str(tmp_path / "z.h5"), {}, kp["gt"], batch_size=0)

@@ -388,6 +388,29 @@ def test_upfirdn2d_is_zero_insertion_padding_and_true_convolution():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_gpen_batches_equal_one_face_at_a_time(tmp_path):
+    import torch
+
+    from pipeline.stages.gpen import FullGenerator
+
+    torch.manual_seed(0)
+    torch.save(FullGenerator(256, 512, 8, 1, 0.5).state_dict(), tmp_path / "GPEN-BFR-256.pth")
+    backend = build("faces_restored", "gpen", {"size": 256, "device": "cpu"}, str(tmp_path / "GPEN-BFR-256.pth"))
+    rng = np.random.default_rng(1)
+    crops = [encode_rgb(rng.integers(0, 255, (s, s, 3), dtype=np.uint8)) for s in (224, 180, 224, 96, 200)]
+    found = [True, False, True, True, False]
+    items = [Item(j, f"x{j}", {"faces": {"crop_png": c, "found": np.bool_(f)}}) for j, (c, f) in
+             enumerate(zip(crops, found, strict=True))]
+    image = np.zeros((8, 8, 3), np.uint8)
+    batched = backend.batch([image] * len(items), items)
+    for got, item, was_found in zip(batched, items, found, strict=True):
+        one = backend(image, item)
+        assert bool(got["found"]) == was_found == bool(one["found"])
+        assert np.array_equal(got["lr_png"], one["lr_png"])
+        diff = np.abs(decode_rgb(got["restored_png"]).astype(int) - decode_rgb(one["restored_png"]).astype(int))
+        assert diff.max() <= 1  # float noise of a batched pass, then rounding to uint8
+
+
 def test_gpen_restores_through_the_checkpoint_path(tmp_path):
     import torch
 

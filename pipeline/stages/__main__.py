@@ -46,10 +46,12 @@ def check_model_file(path: str, expected_sha256: str | None) -> str:
 
 def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int, out: str, params: dict,
         model_file: str | None = None, input_stores: tuple[str, ...] = (), progress: bool | None = None,
-        expected_sha256: str | None = None, allow_none_found: bool = False, part_rows: int = PART_ROWS) -> int:
+        expected_sha256: str | None = None, allow_none_found: bool = False, part_rows: int = PART_ROWS,
+        batch_size: int = 1) -> int:
     """Compute one shard; returns how many of its images were found. A non-empty shard with nothing
     found is an error unless allow_none_found. Written in parts of `part_rows` images (store.ShardParts):
-    memory bounded by one part, and a rerun after a crash resumes after the last complete part."""
+    memory bounded by one part, and a rerun after a crash resumes after the last complete part. Images go to the
+    backend `batch_size` at a time (Backend.batch: one forward pass for a learned backend that batches)."""
     check_params(stage, backend_name, params)  # before any file is read or model loaded
     weights_sha256 = check_model_file(model_file, expected_sha256) if model_file else ""
     pack = ImagePack(images)
@@ -68,21 +70,29 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
         attrs = {"stage": stage, "backend": backend_name, "backend_version": backend.version,
                  "params": json.dumps(backend.params, sort_keys=True), "weights_sha256": weights_sha256,
                  "inputs": json.dumps(input_attrs, sort_keys=True), "manifest_sha256": pack.manifest_sha256}
-        parts = ShardParts(out, indices, {**attrs, "shard": f"{shard}/{num_shards}"}, part_rows)
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1 image, got {batch_size}")
+        # the batch size is part of what a part was computed from: batched passes differ in the last float bits
+        parts = ShardParts(out, indices, {**attrs, "shard": f"{shard}/{num_shards}", "batch_size": batch_size},
+                           part_rows)
         done = parts.completed()
         if parts.restarted:
             print(f"{out}: starting the shard over: {parts.restarted}", flush=True)
         elif done:
             print(f"{out}: resuming: {len(done)} of {len(parts.blocks)} parts already computed", flush=True)
-        found, records, t0 = sum(done.values()), [], time.time()
+        found, records, pending, t0 = sum(done.values()), [], [], time.time()
         for pos, i in enumerate(show_progress(indices, f"{stage}/{backend_name} shard {shard + 1}/{num_shards}",
                                               enabled=progress, unit="images")):
             k = pos // part_rows
             if k in done:
                 continue
             item = Item(int(i), pack.paths[i], {name: {f: s[f][i] for f in fields[name]} for name, s in inputs.items()})
-            records.append(backend(pack.image(int(i)), item))
-            if len(records) == len(parts.blocks[k]):
+            pending.append((pack.image(int(i)), item))
+            end_of_part = (pos + 1) % part_rows == 0 or pos + 1 == len(indices)
+            if len(pending) == batch_size or end_of_part:  # a part never waits for the next one's images
+                records += backend.batch([image for image, _ in pending], [it for _, it in pending])
+                pending = []
+            if end_of_part:
                 found += sum(bool(r["found"]) for r in records)
                 parts.write(k, records)
                 records = []
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--part-rows", type=int, default=PART_ROWS,
                    help="images per part file: the memory a shard holds, and what a crash can lose (a rerun resumes "
                         "after the last complete part)")
+    r.add_argument("--batch-size", type=int, default=1,
+                   help="images per backend call (one forward pass where the backend batches: GPEN)")
     m = sub.add_parser("merge", help="join shards into the store")
     m.add_argument("--images", required=True)
     m.add_argument("--out", required=True)
@@ -167,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--params {a.params!r}: not JSON ({e})") from None
         found = run(a.stage, a.backend, a.images, a.shard, a.num_shards, a.out, params, a.model_file,
                     tuple(a.input_store), expected_sha256=a.sha256, allow_none_found=a.allow_none_found,
-                    part_rows=a.part_rows)
+                    part_rows=a.part_rows, batch_size=a.batch_size)
         print(f"{a.stage}/{a.backend} shard {a.shard + 1}/{a.num_shards}: found {found}")
         return 0
     if a.command == "contact-sheet":

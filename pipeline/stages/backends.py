@@ -170,6 +170,11 @@ class Backend:
     def __call__(self, image: np.ndarray, item: Item) -> dict:
         raise NotImplementedError
 
+    def batch(self, images: list[np.ndarray], items: list[Item]) -> list[dict]:
+        """Records of several images at once. A learned backend overrides this with one forward pass for the
+        batch (equal to one image at a time within float tolerance); the default calls it per image."""
+        return [self(image, item) for image, item in zip(images, items, strict=True)]
+
     def close(self) -> None:
         """Release native resources (detector graphs)."""
 

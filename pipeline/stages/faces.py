@@ -209,16 +209,24 @@ class GPENRestoration(Backend):
         return f"ccreid GPEN-BFR-{self.params['size']} (plain PyTorch)"
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
+        return self.batch([image], [item])[0]
+
+    def batch(self, images: list[np.ndarray], items: list[Item]) -> list[dict]:
+        """One generator pass for every found face of the batch (each resized to the model's size)."""
         import torch
 
-        face = item.inputs["faces"]
         size = self.params["size"]
-        if not face["found"]:
-            return {"found": np.bool_(False), "lr_png": face["crop_png"],
-                    "restored_png": encode_rgb(np.zeros((size, size, 3), np.uint8))}
-        lr = cv2.resize(decode_rgb(face["crop_png"]), (size, size))
-        x = torch.from_numpy(lr).permute(2, 0, 1).float().div(255).sub(0.5).div(0.5)[None].to(self.device)
+        faces = [item.inputs["faces"] for item in items]
+        found = [i for i, face in enumerate(faces) if face["found"]]
+        records = [{"found": np.bool_(False), "lr_png": face["crop_png"],
+                    "restored_png": encode_rgb(np.zeros((size, size, 3), np.uint8))} for face in faces]
+        if not found:
+            return records
+        lr = np.stack([cv2.resize(decode_rgb(faces[i]["crop_png"]), (size, size)) for i in found])
+        x = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5).to(self.device)
         with torch.no_grad():
-            out = self.model(x)[0].float().clamp(-1, 1).mul(0.5).add(0.5).mul(255)
-        restored = out.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
-        return {"found": np.bool_(True), "lr_png": face["crop_png"], "restored_png": encode_rgb(restored)}
+            out = self.model(x).float().clamp(-1, 1).mul(0.5).add(0.5).mul(255)
+        restored = out.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
+        for i, face_out in zip(found, restored, strict=True):
+            records[i] = {"found": np.bool_(True), "lr_png": faces[i]["crop_png"], "restored_png": encode_rgb(face_out)}
+        return records
