@@ -91,7 +91,7 @@ class ShardParts:
     """A shard computed in parts: every `rows` images are written, complete, to `<out>.parts/<k>.h5` (through
     write_shard: a temporary name until complete), so memory stays bounded by one part whatever the shard's size,
     and a rerun after a crash keeps the parts already written — those whose identity (everything the shard is
-    computed from: stage, backend and its version, params, inputs, weights, images, shard, part size) equals
+    computed from: stage, backend and its version, params, inputs, weights, images, shard, part and batch size) equals
     this run's — and computes only the rest. A part of another identity restarts the shard: its parts are
     deleted, never mixed in. `join` writes the shard file from the parts, part by part, then removes them.
     """
