@@ -115,10 +115,14 @@ class SCHP(Backend):
         return {"labels": json.dumps(self.labels)}
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
-        from .schp import parse
+        return self.batch([image], [item])[0]
 
-        labels = parse(self.model, image, self.size, self.device)
-        return {"labels_png": encode_png(labels), "found": np.bool_(labels.any())}
+    def batch(self, images: list[np.ndarray], items: list[Item]) -> list[dict]:
+        """One network pass for the batch (schp.parse_batch)."""
+        from .schp import parse_batch
+
+        maps = parse_batch(self.model, images, self.size, self.device)
+        return [{"labels_png": encode_png(labels), "found": np.bool_(labels.any())} for labels in maps]
 
 
 SCHP_MODELS = {"lip": "LIP", "atr": "ATR", "pascal": "Pascal-Person-Part"}

@@ -158,19 +158,33 @@ def whole_image_transform(width: int, height: int, size: int) -> np.ndarray:
     return np.array([[k, 0, c - k * cx], [0, k, c - k * cy]], np.float32)
 
 
-@torch.no_grad()
 def parse(model: SCHPNet, rgb: np.ndarray, size: int, device) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    matrix = whole_image_transform(w, h, size)
-    warped = cv2.warpAffine(rgb[..., ::-1], matrix, (size, size), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    x = (torch.from_numpy(np.ascontiguousarray(warped)).permute(2, 0, 1).float() / 255
-         - torch.tensor(BGR_MEAN)[:, None, None]) / torch.tensor(BGR_STD)[:, None, None]
-    logits = model(x[None].to(device))
-    logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=True)[0].permute(1, 2, 0)
+    return parse_batch(model, [rgb], size, device)[0]
+
+
+@torch.no_grad()
+def parse_batch(model: SCHPNet, rgbs: list[np.ndarray], size: int, device) -> list[np.ndarray]:
+    """Label maps of several images from one forward pass: each warped to size×size (SCHP's whole-image
+    transform), the logits upsampled and warped back to the image's own size, argmax per pixel."""
+    matrices, inputs = [], []
+    for rgb in rgbs:
+        h, w = rgb.shape[:2]
+        matrix = whole_image_transform(w, h, size)
+        warped = cv2.warpAffine(rgb[..., ::-1], matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        inputs.append(torch.from_numpy(np.ascontiguousarray(warped)).permute(2, 0, 1))
+        matrices.append(matrix)
+    mean, std = torch.tensor(BGR_MEAN)[:, None, None], torch.tensor(BGR_STD)[:, None, None]
+    x = (torch.stack(inputs).float() / 255 - mean) / std
+    logits = model(x.to(device))
+    logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
     logits = logits.float().cpu().numpy()
-    inverse = cv2.invertAffineTransform(matrix)
-    # per class, as SCHP does (cv2 warps at most 4 channels at a time)
-    back = np.stack([cv2.warpAffine(logits[:, :, c], inverse, (w, h), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0) for c in range(logits.shape[2])], 2)
-    return back.argmax(2).astype(np.uint8)
+    out = []
+    for rgb, matrix, one in zip(rgbs, matrices, logits, strict=True):
+        h, w = rgb.shape[:2]
+        inverse = cv2.invertAffineTransform(matrix)
+        # per class, as SCHP does (cv2 warps at most 4 channels at a time)
+        back = np.stack([cv2.warpAffine(one[:, :, c], inverse, (w, h), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0) for c in range(one.shape[2])], 2)
+        out.append(back.argmax(2).astype(np.uint8))
+    return out
