@@ -261,6 +261,34 @@ def test_fastpose_loads_a_checkpoint_with_the_official_keys_and_runs(tmp_path):
     # coordinates come back in the original image's frame: the 1.25-enlarged, 4:3 box around it
     assert (kp[:, 0] > -0.6 * 180).all() and (kp[:, 0] < 70 + 0.6 * 180).all()
     assert (kp[:, 1] > -0.2 * 180).all() and (kp[:, 1] < 1.2 * 180).all()
+    # batched: the network's heatmaps equal one crop at a time; and with heatmaps that have one clear peak per
+    # joint (random weights give nearly flat ones, whose argmax float noise moves), each crop's keypoints decode in
+    # its own box, exactly as alone
+    import torch
+
+    x = torch.randn(3, 3, 256, 192)
+    with torch.no_grad():
+        torch.testing.assert_close(backend.model(x), torch.cat([backend.model(x[j:j + 1]) for j in range(3)]),
+                                   rtol=1e-4, atol=1e-4)
+
+    class Peaked(torch.nn.Module):  # a stand-in network: the peak of joint k moves with the crop's brightness
+        def forward(self, crops):
+            hm = torch.zeros(len(crops), 17, 64, 48)
+            for j, crop in enumerate(crops):
+                shift = int((crop.mean() + 1) * 10) % 16
+                for k in range(17):
+                    hm[j, k, (3 * k + shift) % 64, (5 * k + shift) % 48] = 1.0
+            return hm
+
+    backend.model = Peaked()
+    rng = np.random.default_rng(1)
+    images = [(rng.integers(0, 255, shape) * dim).astype(np.uint8)  # unlike brightness: unlike peaks
+              for shape, dim in (((180, 70, 3), 0.3), ((120, 50, 3), 0.6), ((200, 90, 3), 1.0))]
+    items = [Item(j, f"x{j}.jpg") for j in range(len(images))]
+    batched = backend.batch(images, items)
+    assert len({tuple(r["keypoints"][0, :2]) for r in batched}) == 3
+    for got, image, item in zip(batched, images, items, strict=True):
+        np.testing.assert_array_equal(got["keypoints"], backend(image, item)["keypoints"])
 
 
 def test_fastpose_refuses_another_checkpoint(tmp_path):

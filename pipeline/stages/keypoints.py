@@ -107,27 +107,35 @@ class AlphaPose(Backend):
         return f"ccreid FastPose (SE-ResNet-50 + DUC, 256x192); alphapose {version('alphapose')} decoding"
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
+        return self.batch([image], [item])[0]
+
+    def batch(self, images: list[np.ndarray], items: list[Item]) -> list[dict]:
+        """One network pass (two with flip) for the batch: every crop warped to the 256×192 input."""
         import torch
         from alphapose.utils.bbox import _box_to_center_scale, _center_scale_to_box
         from alphapose.utils.transforms import flip_heatmap, get_affine_transform, heatmap_to_coord_simple
 
         from .fastpose import INPUT_SIZE, PIXEL_MEAN
 
-        h, w = image.shape[:2]
         inp_h, inp_w = INPUT_SIZE
-        # AlphaPose's test transform: the box widened to the input aspect ratio and enlarged ×1.25
-        center, scale = _box_to_center_scale(0, 0, w, h, inp_w / inp_h)
-        crop = cv2.warpAffine(image, get_affine_transform(center, scale, 0, [inp_w, inp_h]), (inp_w, inp_h),
-                              flags=cv2.INTER_LINEAR)
-        x = torch.from_numpy(crop).permute(2, 0, 1).float().div(255) - torch.tensor(PIXEL_MEAN)[:, None, None]
-        x = x[None].to(self.device)
+        boxes, crops = [], []
+        for image in images:
+            h, w = image.shape[:2]
+            # AlphaPose's test transform: the box widened to the input aspect ratio and enlarged ×1.25
+            center, scale = _box_to_center_scale(0, 0, w, h, inp_w / inp_h)
+            crops.append(torch.from_numpy(cv2.warpAffine(image, get_affine_transform(center, scale, 0, [inp_w, inp_h]),
+                                                         (inp_w, inp_h), flags=cv2.INTER_LINEAR)))
+            boxes.append(_center_scale_to_box(center, scale))
+        x = torch.stack(crops).permute(0, 3, 1, 2).float().div(255) - torch.tensor(PIXEL_MEAN)[:, None, None]
+        x = x.to(self.device)
         with torch.no_grad():
-            heatmaps = self.model(x)
+            heatmaps = self.model(x).cpu().numpy()
             flipped = None
             if self.params["flip"]:
-                flipped = flip_heatmap(self.model(torch.flip(x, dims=[3])), COCO_FLIP_PAIRS, shift=True)[0]
-        hm_flip = None if flipped is None else flipped.cpu().numpy()
-        coords, scores = heatmap_to_coord_simple(heatmaps[0].cpu().numpy(), _center_scale_to_box(center, scale),
-                                                 hm_flip)
-        kp = np.concatenate([coords, scores], axis=1).astype(np.float32)
-        return {"keypoints": kp, "found": np.bool_(kp[:, 2].mean() >= self.params["min_score"])}
+                flipped = flip_heatmap(self.model(torch.flip(x, dims=[3])), COCO_FLIP_PAIRS, shift=True).cpu().numpy()
+        records = []
+        for j, box in enumerate(boxes):
+            coords, scores = heatmap_to_coord_simple(heatmaps[j], box, None if flipped is None else flipped[j])
+            kp = np.concatenate([coords, scores], axis=1).astype(np.float32)
+            records.append({"keypoints": kp, "found": np.bool_(kp[:, 2].mean() >= self.params["min_score"])})
+        return records
