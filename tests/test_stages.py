@@ -321,6 +321,24 @@ def test_sam_runs_through_the_checkpoint_path_and_follows_keypoint_prompts(tmp_p
         assert cv2.imdecode(out["mask_png"], cv2.IMREAD_UNCHANGED).shape == (160, 64)
     # the prompts reach the decoder: the same image with and without points gives different masks
     assert not np.array_equal(with_points["mask_png"], box_only["mask_png"])
+    # a batch: one encoder pass for images of several sizes; the embeddings equal one image at a time, and so
+    # do the masks (up to pixels where a logit sits at the threshold within float noise)
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in ((160, 64, 3), (100, 50, 3), (128, 128, 3))]
+    items = [Item(0, "a.jpg", {"keypoints": {"keypoints": kp, "found": np.bool_(True)}}), Item(1, "b.jpg"),
+             Item(2, "c.jpg")]
+    batched = backend.batch(images, items)
+    for got, image, item in zip(batched, images, items, strict=True):
+        one = backend(image, item)
+        mask = cv2.imdecode(got["mask_png"], cv2.IMREAD_UNCHANGED)
+        assert mask.shape == image.shape[:2]
+        assert np.mean(mask == cv2.imdecode(one["mask_png"], cv2.IMREAD_UNCHANGED)) >= 0.995
+    predictor = backend.predictor
+    inputs = [predictor.model.preprocess(torch.as_tensor(predictor.transform.apply_image(im)).permute(2, 0, 1)[None])
+              for im in images]
+    with torch.no_grad():
+        torch.testing.assert_close(predictor.model.image_encoder(torch.cat(inputs)),
+                                   torch.cat([predictor.model.image_encoder(x) for x in inputs]), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="not a SAM vit_b checkpoint"):
         load_sam("vit_b", str(tmp_path / "sam_tiny.pth"), "cpu")
     assert "image_encoder.patch_embed.proj.weight" in sam_architecture("vit_b").state_dict()

@@ -153,17 +153,39 @@ class SegmentAnything(Backend):
         return f"segment-anything {version('segment-anything')} {self.params['model_type']}"
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
-        h, w = image.shape[:2]
-        self.predictor.set_image(np.ascontiguousarray(image))
-        kp = item.inputs.get("keypoints")
-        points = labels = None
-        if kp is not None and kp["found"]:
-            confident = kp["keypoints"][kp["keypoints"][:, 2] >= self.params["min_score"], :2]
-            if len(confident):
-                points, labels = confident.astype(np.float32), np.ones(len(confident), np.int64)
-        masks, _, _ = self.predictor.predict(point_coords=points, point_labels=labels,
-                                             box=np.array([0, 0, w - 1, h - 1], np.float32), multimask_output=False)
-        return record(masks[0])
+        return self.batch([image], [item])[0]
+
+    def batch(self, images: list[np.ndarray], items: list[Item]) -> list[dict]:
+        """The image encoder — nearly all of SAM's cost — runs once for the batch (every image resized and padded
+        to its 1024² input, as SamPredictor.set_image does alone); the prompt decoder then runs per image on its
+        own embedding, through the predictor's set_torch_image state."""
+        import torch
+
+        predictor, sam = self.predictor, self.predictor.model
+        inputs, sizes = [], []
+        for image in images:
+            resized = predictor.transform.apply_image(np.ascontiguousarray(image))
+            x = torch.as_tensor(resized, device=predictor.device).permute(2, 0, 1).contiguous()[None]
+            sizes.append((image.shape[:2], tuple(x.shape[-2:])))
+            inputs.append(sam.preprocess(x))
+        with torch.no_grad():
+            embeddings = sam.image_encoder(torch.cat(inputs))
+        records = []
+        for item, (original, resized), embedding in zip(items, sizes, embeddings, strict=True):
+            h, w = original
+            predictor.reset_image()
+            predictor.original_size, predictor.input_size = original, resized
+            predictor.features, predictor.is_image_set = embedding[None], True
+            kp = item.inputs.get("keypoints")
+            points = labels = None
+            if kp is not None and kp["found"]:
+                confident = kp["keypoints"][kp["keypoints"][:, 2] >= self.params["min_score"], :2]
+                if len(confident):
+                    points, labels = confident.astype(np.float32), np.ones(len(confident), np.int64)
+            masks, _, _ = predictor.predict(point_coords=points, point_labels=labels,
+                                            box=np.array([0, 0, w - 1, h - 1], np.float32), multimask_output=False)
+            records.append(record(masks[0]))
+        return records
 
 
 @register
