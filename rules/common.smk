@@ -244,6 +244,12 @@ def batch_size(wildcards):
     return backend_cfg(wildcards.stage, wildcards.backend).get("batch_size", 1)
 
 
+def decode_workers(wildcards):
+    """`backends.<stage>.<backend>.workers`: processes decoding images ahead of the backend (the job's threads
+    count them)."""
+    return backend_cfg(wildcards.stage, wildcards.backend).get("workers", 0)
+
+
 def allow_none_found(wildcards):
     """`backends.<stage>.<backend>.allow_none_found: true`: a shard that finds nothing is not an error."""
     return "--allow-none-found" if backend_cfg(wildcards.stage, wildcards.backend).get("allow_none_found") else ""

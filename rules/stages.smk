@@ -33,11 +33,12 @@ rule stage_shard:
         stores=lambda w, input: " ".join(f"--input-store {s}" for s in input.stores),
         allow_none_found=allow_none_found,
         batch_size=batch_size,
+        workers=decode_workers,
     shell:
         "python -m pipeline.stages run --stage {wildcards.stage} --backend {wildcards.backend} "
         "--images {input.images} --shard {wildcards.shard} --num-shards {wildcards.n} "
         "--params '{params.backend_params}' {params.model_file} {params.sha256} {params.stores} {params.allow_none_found} "
-        "--batch-size {params.batch_size} "
+        "--batch-size {params.batch_size} --workers {params.workers} "
         "--out {output} > {log} 2>&1"
 
 

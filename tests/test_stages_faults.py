@@ -545,3 +545,18 @@ def test_a_shard_calls_its_backend_in_batches_that_never_cross_a_part(kp, tmp_pa
     _same_shard(tmp_path / "b.h5", tmp_path / "one.h5")
     with pytest.raises(InputError, match="batch size must be at least 1"):
         run("keypoints", "groundtruth", kp["images"], 0, 1, str(tmp_path / "z.h5"), {}, kp["gt"], batch_size=0)
+
+
+def test_images_decoded_by_workers_come_in_order_and_give_the_same_shard(kp, tmp_path):
+    from pipeline.stages.__main__ import decoded_images
+
+    pack = ImagePack(kp["images"])
+    rows = np.array([5, 0, 3, 3, len(pack) - 1])
+    for got, row in zip(decoded_images(pack, rows, workers=2), rows, strict=True):
+        np.testing.assert_array_equal(got, pack.image(int(row)))
+    run("keypoints", "groundtruth", kp["images"], 0, 1, str(tmp_path / "w.h5"), {}, kp["gt"], part_rows=10,
+        batch_size=3, workers=2)
+    run("keypoints", "groundtruth", kp["images"], 0, 1, str(tmp_path / "one.h5"), {}, kp["gt"])
+    _same_shard(tmp_path / "w.h5", tmp_path / "one.h5")
+    with pytest.raises(InputError, match="workers must be 0 or more"):
+        decoded_images(pack, rows, workers=-1)

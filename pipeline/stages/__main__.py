@@ -19,6 +19,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +45,46 @@ def check_model_file(path: str, expected_sha256: str | None) -> str:
     return actual
 
 
+def _as_is(sample):
+    return sample
+
+
+class _PackRows:
+    """Images of some rows of a pack, for a DataLoader (a map-style dataset needs only these two methods)."""
+
+    def __init__(self, pack: ImagePack, rows: np.ndarray):
+        self.pack, self.rows = pack, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        return self.pack.image(int(self.rows[j]))
+
+
+def decoded_images(pack: ImagePack, rows: np.ndarray, workers: int = 0) -> Iterator[np.ndarray]:
+    """The images of `rows` of the pack, in order; decoded by `workers` DataLoader processes ahead of the backend
+    (0: here, one at a time). Each worker opens the pack itself (ImagePack pickles without its file handle)."""
+    if workers < 0:
+        raise InputError(f"workers must be 0 or more, got {workers}")
+    if workers == 0:
+        return (pack.image(int(r)) for r in rows)
+    from torch.utils.data import DataLoader
+
+    # batch_size None: one image per item, kept as the uint8 array (no tensor conversion)
+    return iter(DataLoader(_PackRows(pack, rows), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                           prefetch_factor=4))
+
+
 def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int, out: str, params: dict,
         model_file: str | None = None, input_stores: tuple[str, ...] = (), progress: bool | None = None,
         expected_sha256: str | None = None, allow_none_found: bool = False, part_rows: int = PART_ROWS,
-        batch_size: int = 1) -> int:
+        batch_size: int = 1, workers: int = 0) -> int:
     """Compute one shard; returns how many of its images were found. A non-empty shard with nothing
     found is an error unless allow_none_found. Written in parts of `part_rows` images (store.ShardParts):
     memory bounded by one part, and a rerun after a crash resumes after the last complete part. Images go to the
-    backend `batch_size` at a time (Backend.batch: one forward pass for a learned backend that batches)."""
+    backend `batch_size` at a time (Backend.batch: one forward pass for a learned backend that batches), decoded
+    by `workers` processes ahead of it."""
     check_params(stage, backend_name, params)  # before any file is read or model loaded
     weights_sha256 = check_model_file(model_file, expected_sha256) if model_file else ""
     pack = ImagePack(images)
@@ -81,13 +114,15 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
         elif done:
             print(f"{out}: resuming: {len(done)} of {len(parts.blocks)} parts already computed", flush=True)
         found, records, pending, t0 = sum(done.values()), [], [], time.time()
+        todo = np.array([pos for pos in range(len(indices)) if pos // part_rows not in done], np.int64)
+        images_todo = decoded_images(pack, indices[todo], workers)
         for pos, i in enumerate(show_progress(indices, f"{stage}/{backend_name} shard {shard + 1}/{num_shards}",
                                               enabled=progress, unit="images")):
             k = pos // part_rows
             if k in done:
                 continue
             item = Item(int(i), pack.paths[i], {name: {f: s[f][i] for f in fields[name]} for name, s in inputs.items()})
-            pending.append((pack.image(int(i)), item))
+            pending.append((next(images_todo), item))
             end_of_part = (pos + 1) % part_rows == 0 or pos + 1 == len(indices)
             if len(pending) == batch_size or end_of_part:  # a part never waits for the next one's images
                 records += backend.batch([image for image, _ in pending], [it for _, it in pending])
@@ -146,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--part-rows", type=int, default=PART_ROWS,
                    help="images per part file: the memory a shard holds, and what a crash can lose (a rerun resumes "
                         "after the last complete part)")
+    r.add_argument("--workers", type=int, default=0, help="processes decoding images ahead of the backend")
     r.add_argument("--batch-size", type=int, default=1,
                    help="images per backend call (one forward pass where the backend batches: GPEN)")
     m = sub.add_parser("merge", help="join shards into the store")
@@ -179,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--params {a.params!r}: not JSON ({e})") from None
         found = run(a.stage, a.backend, a.images, a.shard, a.num_shards, a.out, params, a.model_file,
                     tuple(a.input_store), expected_sha256=a.sha256, allow_none_found=a.allow_none_found,
-                    part_rows=a.part_rows, batch_size=a.batch_size)
+                    part_rows=a.part_rows, batch_size=a.batch_size, workers=a.workers)
         print(f"{a.stage}/{a.backend} shard {a.shard + 1}/{a.num_shards}: found {found}")
         return 0
     if a.command == "contact-sheet":
