@@ -85,4 +85,6 @@ for stage, name, params, f in (("keypoints", "alphapose", {"flip": True}, "fastp
     torch.cuda.synchronize()
     print(f"{stage}/{name} on {torch.cuda.get_device_name()}: {len(pack) / (time.perf_counter() - t0):.1f} img/s")
 PY
+# batched inference (issue 15): images/s of each learned backend at batch 1 vs 16, outputs compared
+python benchmarks/bench_batched_backends.py --device cuda --images 64 --batch 16
 echo "gpu smoke check passed ($W)"
