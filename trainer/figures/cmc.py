@@ -35,6 +35,7 @@ def plot_cmc(paths: list[str | Path], out: str | Path) -> Path:
                 ax.plot(np.arange(1, len(cmc) + 1), cmc, "--" if "[" in method else "-",
                         label=f"{method} (R1 {cmc[0]:.1f}, mAP {100 * m['mAP']:.1f})")
         ax.set(title=name, xlabel="rank", ylabel="matching rate (%)", ylim=(0, 100), xscale="log")
+        ax.set_xticks([1, 2, 5, 10, 20, 50], ["1", "2", "5", "10", "20", "50"])  # ranks, not powers of ten
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     for ax in list(axes.flat)[len(protocols):]:
