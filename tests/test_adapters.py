@@ -122,9 +122,9 @@ def test_schema_lists_exactly_the_registered_formats():
 
 
 def test_camera_subset_protocol_evaluates_only_those_cameras(tmp_path):
-    from trainer.features import _camera_subset
+    from trainer.features import camera_subset
 
-    np.testing.assert_array_equal(_camera_subset(np.array([0, 1, 2, 3, 2]), (1, 2)), [False, True, True, False, True])
+    np.testing.assert_array_equal(camera_subset(np.array([0, 1, 2, 3, 2]), (1, 2)), [False, True, True, False, True])
 
 
 def test_camera_subsets_survive_protocol_json(tmp_path):
