@@ -158,10 +158,6 @@ def whole_image_transform(width: int, height: int, size: int) -> np.ndarray:
     return np.array([[k, 0, c - k * cx], [0, k, c - k * cy]], np.float32)
 
 
-def parse(model: SCHPNet, rgb: np.ndarray, size: int, device) -> np.ndarray:
-    return parse_batch(model, [rgb], size, device)[0]
-
-
 @torch.no_grad()
 def parse_batch(model: SCHPNet, rgbs: list[np.ndarray], size: int, device) -> list[np.ndarray]:
     """Label maps of several images from one forward pass: each warped to size×size (SCHP's whole-image
