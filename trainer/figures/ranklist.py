@@ -89,6 +89,7 @@ def rank_rows(dist: np.ndarray, good: np.ndarray, junk: np.ndarray, queries: int
     rows = []
     for k in picks:
         i = by_rank[k]
+        # sorted again for the few picked queries: keeping every query's order would hold Q×G indices
         order = np.argsort(dist[i], kind="stable")
         kept_rank = np.cumsum(~junk[i][order])
         tiles = [(int(j), "junk" if junk[i, j] else "good" if good[i, j] else "wrong",
