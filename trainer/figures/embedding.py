@@ -13,7 +13,7 @@ from pipeline.errors import InputError
 from pipeline.listfile import read_protocol
 
 from .plotting import figure_png, pyplot
-from .ranklist import pick_protocol
+from .ranklist import pick_protocol, split_group
 
 MARKERS = "o^sDvP*Xh<>p"
 
@@ -24,12 +24,10 @@ def embedding_points(features_h5: str | Path, splits: list[str], max_ids: int
     with the smallest ids (all of them when fewer)."""
     feats, pids, clothes = [], [], []
     with h5py.File(features_h5, "r") as f:
-        for split in splits:
-            if split not in f:
-                raise InputError(f"{features_h5}: no split {split!r} (has {sorted(f)})")
-            feats.append(f[split]["features"][:].astype(np.float32))
-            pids.append(f[split]["pid"][:])
-            clothes.append(f[split]["clothes_id"][:])
+        for g in (split_group(f, split, features_h5) for split in splits):
+            feats.append(g["features"][:].astype(np.float32))
+            pids.append(g["pid"][:])
+            clothes.append(g["clothes_id"][:])
     feats, pids, clothes = np.concatenate(feats), np.concatenate(pids), np.concatenate(clothes)
     keep = np.isin(pids, np.unique(pids)[:max_ids])
     return feats[keep], pids[keep], clothes[keep]

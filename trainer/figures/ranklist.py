@@ -38,13 +38,18 @@ def pick_protocol(meta: dict, name: str | None):
     return by_name[name]
 
 
+def split_group(f: h5py.File, split: str, path: str | Path) -> h5py.Group:
+    """One split of features.h5 (trainer.evaluate: features, pid, camid, clothes_id, path, pack_index)."""
+    if split not in f:
+        raise InputError(f"{path}: no split {split!r} (has {sorted(f)})")
+    return f[split]
+
+
 class SplitFeatures:
-    """One split of features.h5 (trainer.evaluate): the method's features, labels and each row's image."""
+    """One split of features.h5: the method's features, labels and each row's image."""
 
     def __init__(self, f: h5py.File, split: str, lists_dir: str | Path, pack: ImagePack, path: str):
-        if split not in f:
-            raise InputError(f"{path}: no split {split!r} (has {sorted(f)})")
-        g = f[split]
+        g = split_group(f, split, path)
         self.features = g["features"][:].astype(np.float32)
         self.pids, self.camids, self.clothes = g["pid"][:], g["camid"][:], g["clothes_id"][:]
         paths = [p.decode() if isinstance(p, bytes) else p for p in g["path"][:]]
