@@ -227,7 +227,7 @@ def run_gpus(wildcards):
 
 def train_gpus(wildcards):
     """Training asks for one GPU per process (train_processes) unless the configured device is the CPU."""
-    return 0 if config.get("device", "auto") == "cpu" else config["train_processes"]
+    return run_gpus(wildcards) * config["train_processes"]
 
 
 def train_launcher(wildcards):
