@@ -1,12 +1,13 @@
 """Images per second of learned stage backends called one image at a time vs in batches (Backend.batch).
 
     python benchmarks/bench_batched_backends.py [--device cuda] [--batch 16] [--images 32]
-                                                [--backends alphapose schp gpen sam] [--sam-type vit_b]
+                                                [--backends alphapose retinaface schp gpen sam] [--sam-type vit_b]
 
 Random weights in the official layouts (no download): the speed of a forward pass does not depend on the values.
 Each backend is timed on the same inputs (128×64 person crops; 224×224 face crops for GPEN) at batch 1 and at
 --batch, after one warm-up call, and the outputs are compared: the fraction of images whose record is equal
-within the backend's tolerance (keypoints 1e-3 px; GPEN 1 in uint8; SCHP labels and SAM masks ≥ 99 % of pixels —
+within the backend's tolerance (keypoints 1e-3 px; RetinaFace's found flag and box 0.011 px, its 2-decimal
+rounding; GPEN 1 in uint8; SCHP labels and SAM masks ≥ 99 % of pixels —
 random weights leave argmaxes and thresholds near ties, so a few pixels may move).
 """
 from __future__ import annotations
@@ -45,6 +46,12 @@ def random_backend(name: str, device: str, tmp: Path, sam_type: str):
 
         torch.save(FastPose().state_dict(), tmp / "fast_res50_256x192.pth")
         return build("keypoints", "alphapose", {"device": device}, str(tmp / "fast_res50_256x192.pth")), False
+    if name == "retinaface":
+        from retinaface.predict_single import Model
+
+        torch.save(Model(max_size=320).model.state_dict(), tmp / "retinaface.pth")
+        # a low threshold: the random network's best anchors become detections, so boxes are compared too
+        return build("faces", "retinaface", {"confidence": 0.5, "device": device}, str(tmp / "retinaface.pth")), False
     if name == "sam":
         from pipeline.stages.silhouettes import sam_architecture
 
@@ -67,6 +74,8 @@ def timed(backend, images, items, batch: int) -> tuple[float, list[dict]]:
 
 
 def agree(name: str, a: dict, b: dict) -> bool:
+    if name == "retinaface":
+        return bool(a["found"] == b["found"]) and (not a["found"] or np.allclose(a["box"], b["box"], atol=0.011))
     if name == "alphapose":
         return bool(np.allclose(a["keypoints"], b["keypoints"], atol=1e-3))
     if name == "gpen":
@@ -81,19 +90,23 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--images", type=int, default=32)
-    ap.add_argument("--backends", nargs="+", default=["alphapose", "schp", "gpen", "sam"])
+    ap.add_argument("--backends", nargs="+", default=["alphapose", "retinaface", "schp", "gpen", "sam"])
     ap.add_argument("--sam-type", default="vit_b", choices=("vit_b", "vit_l", "vit_h", "tiny"))
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (128, 64, 3), np.uint8) for _ in range(a.images)]
+    # face keypoints for RetinaFace's head region (the same square region in every crop, as real crops mostly give)
+    kp = np.zeros((17, 3), np.float32)
+    kp[:5] = [[32, 20, 0.9], [28, 17, 0.9], [36, 17, 0.9], [24, 19, 0.9], [40, 19, 0.9]]
+    head = {"keypoints": {"found": np.bool_(True), "keypoints": kp}}
     faces = [encode_rgb(rng.integers(0, 256, (224, 224, 3), np.uint8)) for _ in range(a.images)]
     print(f"{'backend':<10} {'device':<6} {'images':>6} {'batch 1 img/s':>14} {f'batch {a.batch} img/s':>15} "
           f"{'ratio':>6}  agree", flush=True)
     for name in a.backends:
         with tempfile.TemporaryDirectory() as tmp:
             backend, on_faces = random_backend(name, a.device, Path(tmp), a.sam_type)
-            items = [Item(j, f"x{j}", {"faces": {"crop_png": faces[j], "found": np.bool_(True)}} if on_faces else {})
-                     for j in range(a.images)]
+            items = [Item(j, f"x{j}", {"faces": {"crop_png": faces[j], "found": np.bool_(True)}} if on_faces else
+                          head if name == "retinaface" else {}) for j in range(a.images)]
             one, out1 = timed(backend, crops, items, 1)
             many, outn = timed(backend, crops, items, a.batch)
         same = sum(agree(name, x, y) for x, y in zip(out1, outn, strict=True))

@@ -218,6 +218,50 @@ def test_retinaface_loads_its_released_key_layout_and_detects_through_the_same_p
         build("faces", "retinaface", {"device": "cpu"}, str(tmp_path / "nolandmarks.pth"))
 
 
+def test_retinaface_batches_regions_of_one_shape_and_equals_the_librarys_one_image_path(tmp_path):
+    """A batch runs the network once per resized region shape, and every record equals what retinaface-pytorch's
+    own predict_jsons finds on that image's region (the best face: box, landmarks, score, and so the aligned crop)."""
+    import torch
+
+    from pipeline.stages.faces import search_region
+
+    torch.manual_seed(0)
+    from retinaface.predict_single import Model
+
+    torch.save(Model(max_size=320).model.state_dict(), tmp_path / "retinaface.pth")
+    backend = build("faces", "retinaface", {"confidence": 0.5, "device": "cpu"}, str(tmp_path / "retinaface.pth"))
+    rng = np.random.default_rng(3)
+    images, items = [], []
+    for j in range(7):
+        image = cv2.GaussianBlur(rng.integers(0, 255, (160, 70, 3), dtype=np.uint8), (0, 0), 1 + j % 3)
+        kp = np.zeros((17, 3), np.float32)
+        kp[:5] = [[35, 40, 0.9], [31, 37, 0.9], [39, 37, 0.9], [27, 39, 0.9], [43, 39, 0.9]]
+        # four with face keypoints (square head regions, one shape), three without (the crop's top 40 %)
+        inputs = {"keypoints": {"found": np.bool_(True), "keypoints": kp}} if j < 4 else {}
+        images.append(image)
+        items.append(Item(j, f"x{j}.jpg", inputs))
+    calls = []
+    hook = backend.model.model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    batched = backend.batch(images, items)
+    hook.remove()
+    assert sorted(calls) == [3, 4]  # two shapes, one pass each
+    found = 0
+    for image, item, got in zip(images, items, batched, strict=True):
+        x1, y1, x2, y2 = search_region(image.shape[:2], item.inputs.get("keypoints"), True)
+        faces = [f for f in backend.model.predict_jsons(np.ascontiguousarray(image[y1:y2, x1:x2]), 0.5, 0.4)
+                 if f["bbox"]]
+        assert bool(got["found"]) == bool(faces)
+        if faces:
+            found += 1
+            best = max(faces, key=lambda f: f["score"])
+            np.testing.assert_allclose(got["box"], np.array(best["bbox"]) + [x1, y1, x1, y1], atol=0.011)
+            np.testing.assert_allclose(got["landmarks"], np.array(best["landmarks"]) + [x1, y1], atol=0.011)
+            assert abs(float(got["score"]) - best["score"]) <= 0.011
+    assert found >= 3  # the comparison saw detections, not only misses
+    one = backend(images[0], items[0])
+    np.testing.assert_array_equal(one["box"], batched[0]["box"])
+
+
 def official_schp_keys(n: int) -> dict[str, tuple[int, ...]]:
     """Key names and shapes of SCHP's checkpoints, written from the official networks/AugmentCE2P.py (not
     from ccreid's module): InPlaceABN holds weight, bias, running_mean, running_var — nothing else."""

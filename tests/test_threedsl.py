@@ -25,6 +25,7 @@ from trainer.models import build_feature_net
 from trainer.models.threedsl import Discriminator
 from trainer.precision import Precision
 from trainer.samplers import IdentitySampler
+from trainer.transforms import finish_batch
 
 from .conftest import REPO
 
@@ -242,7 +243,9 @@ def test_body_cue_dataset_normalises_keypoints_and_resizes_silhouettes(body_file
     np.testing.assert_allclose(u.numpy(), raw[:, 0] * w / ds.widths[j], atol=1e-4)
     assert item["silhouette"].shape == (cfg["render"]["height"], cfg["render"]["width"])
     assert 0 < float(item["silhouette"].mean()) < 1 and item["sil_valid"] == 1
-    assert item["image3d"].shape == item["rgb"].shape == (3, h, w)
+    # E_rgb's image comes as uint8 pixels and draws, augmented where the net trains (trainer.transforms)
+    assert item["rgb"]["uint8_pixels"].dtype == torch.uint8
+    assert item["image3d"].shape == finish_batch(item["rgb"]).shape == (3, h, w)
 
 
 def test_discriminator_separates_prior_samples_from_noise(body_files):

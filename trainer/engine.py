@@ -27,12 +27,14 @@ from .methods import Method
 from .precision import Precision
 from .run_identity import changed, run_key
 from .runtime import git_commit
+from .transforms import finish_batch
 
 
 def to_device(x, device: torch.device):
-    """A batch's inputs: one tensor, or a dict of them (a method that trains on more than the image)."""
+    """A batch's inputs: one tensor, or a dict of them (a method that trains on more than the image; an image the
+    device augments is itself a dict: trainer.transforms.finish_batch)."""
     if isinstance(x, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+        return {k: to_device(v, device) for k, v in x.items()}
     return x.to(device, non_blocking=True)
 
 
@@ -149,7 +151,7 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         steps, t0 = 0, time.time()
         for images, pids, camids, clothes in show_progress(loader, f"epoch {epoch + 1}/{epochs}", unit="steps",
                                                            leave=False):
-            stats = method.train_step(to_device(images, device), pids.to(device), camids.to(device),
+            stats = method.train_step(finish_batch(to_device(images, device)), pids.to(device), camids.to(device),
                                       clothes.to(device), epoch, precision)
             for k, v in stats.items():
                 sums[k] += v

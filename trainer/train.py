@@ -32,6 +32,7 @@ from .config import config_hash, load_method_config
 from .engine import checkpoint_path, discard_other_runs, fit
 from .features import evaluate_protocols
 from .methods import build_method, method_class
+from .methods.base import augment_place
 from .precision import Precision
 from .run_identity import run_identity, run_key
 from .runtime import git_commit, pick_device, seed_everything
@@ -67,7 +68,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     preprocessing = store_provenance(opened)
     identity = run_identity(h, pack.manifest_sha256, lists, opened, resources or {}, D.world_size())
     kind = method_class(cfg)
-    dataset = kind.training_dataset(pack, train_samples, cfg, opened, bool(meta.get("video")))
+    dataset = kind.training_dataset(pack, train_samples, augment_place(cfg, device), opened, bool(meta.get("video")))
     for store in opened.values():
         store.close()  # datasets copy what they need: h5py handles must not cross into loader workers
     identities = SAMPLERS.get(d["sampler"])(dataset.pids, d, cfg["seed"], D.rank(), D.world_size(),

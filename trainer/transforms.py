@@ -63,14 +63,6 @@ def _crop_enlarged(img: torch.Tensor, box: tuple[int, int, int, int]) -> torch.T
     return img[..., top: top + h, left: left + w]
 
 
-def random_crop_enlarged(img: torch.Tensor, p: float, factor: float = 1.125,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    if _rand(generator) >= p:
-        return img
-    h, w = img.shape[-2:]
-    return _crop_enlarged(img, _enlarged_crop(h, w, factor, generator))
-
-
 def _erase_box(h: int, w: int, p: float, sl=0.02, sh=0.4, r1=0.3, attempts=100,
                generator: torch.Generator | None = None) -> tuple[int, int, int, int] | None:
     """(y, x, eh, ew) of CAL's / torchreid's RandomErasing rectangle, or None (not applied or no fit)."""
@@ -98,25 +90,98 @@ def _fill_box(img: torch.Tensor, box: tuple[int, int, int, int] | None, fill=ERA
     return img
 
 
-def random_erase(img: torch.Tensor, p: float, sl=0.02, sh=0.4, r1=0.3, fill=ERASE_FILL, attempts=100,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    h, w = img.shape[-2:]
-    return _fill_box(img, _erase_box(h, w, p, sl, sh, r1, attempts, generator), fill)
-
-
 def normalise(img: torch.Tensor) -> torch.Tensor:
     return TF.normalize(img.float() / 255.0, IMAGENET_MEAN, IMAGENET_STD)
 
 
-class TrainTransform:
-    def __init__(self, height: int, width: int, crop_p: float = 0.5, flip_p: float = 0.5, erase_p: float = 0.5):
-        self.size, self.crop_p, self.flip_p, self.erase_p = [height, width], crop_p, flip_p, erase_p
+CROP_FACTOR = 1.125  # CAL's RandomCroping enlarges by 1/8
 
-    def __call__(self, rgb: np.ndarray | list[np.ndarray], generator: torch.Generator | None = None) -> torch.Tensor:
-        img = random_crop_enlarged(resized(rgb, self.size), self.crop_p, generator=generator)
-        if _rand(generator) < self.flip_p:
-            img = TF.horizontal_flip(img)
-        return random_erase(normalise(img), self.erase_p, generator=generator)
+# The random draws of one training item, as one int64 row, so that the worker can hand the device a uint8 image and
+# the draws, and the device apply them to a whole batch (`apply_draws`).
+DRAW_FIELDS = ("crop", "big_h", "big_w", "top", "left", "flip", "erase", "y", "x", "eh", "ew")
+PIXELS, DRAWS = "uint8_pixels", "augment_draws"  # a training item's image, when the device augments it
+
+
+class TrainTransform:
+    """CAL's training augmentation: resize, random crop ×1.125 (p crop_p), horizontal flip (p flip_p), normalise,
+    random erasing (p erase_p).
+
+    on_device=False: the worker returns the augmented, normalised float tensor. on_device=True: the worker only
+    decodes, resizes and draws, and returns {PIXELS: uint8 image, DRAWS: its draws}; `finish_batch` applies the
+    draws to the batch where it trains. Both draw the same numbers from the generator in the same order and apply
+    them with the same code (`apply_draws`), so on the CPU the two give identical tensors; on a GPU the crop's
+    enlarging resize rounds through float (torchvision resizes uint8 natively on the CPU only), which can move a
+    pixel by one grey level. Moving the work is what keeps a GPU fed: a worker then spends its time decoding
+    (benchmarks/bench_input_pipeline.py), and a uint8 batch is a quarter of the bytes to copy."""
+
+    def __init__(self, height: int, width: int, crop_p: float = 0.5, flip_p: float = 0.5, erase_p: float = 0.5,
+                 on_device: bool = False):
+        self.size, self.crop_p, self.flip_p, self.erase_p = [height, width], crop_p, flip_p, erase_p
+        self.on_device = on_device
+
+    def draw(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One item's draws (DRAW_FIELDS), in the order CAL's transforms make them: crop, flip, erasing."""
+        h, w = self.size
+        crop = (1, *_enlarged_crop(h, w, CROP_FACTOR, generator)) if _rand(generator) < self.crop_p else (0,) * 5
+        flip = int(_rand(generator) < self.flip_p)
+        box = _erase_box(h, w, self.erase_p, generator=generator)
+        return torch.tensor([*crop, flip, *((0,) * 5 if box is None else (1, *box))], dtype=torch.int64)
+
+    def __call__(self, rgb: np.ndarray | list[np.ndarray], generator: torch.Generator | None = None):
+        pixels, draws = resized(rgb, self.size), self.draw(generator)
+        if self.on_device:
+            return {PIXELS: pixels, DRAWS: draws}
+        return apply_draws(pixels, draws)
+
+
+def apply_draws(pixels: torch.Tensor, draws: torch.Tensor, fill=ERASE_FILL) -> torch.Tensor:
+    """uint8 images (...×C×H×W) and their draws (rows of DRAW_FIELDS) -> the augmented, normalised float images,
+    on the images' device. draws has the images' leading dimensions or a prefix of them: one row per image, or per
+    video clip (B×T×C×H×W with B rows: every frame of a clip gets the clip's draw)."""
+    if pixels.dtype != torch.uint8 or draws.dim() < 1 or draws.shape[-1] != len(DRAW_FIELDS) or \
+            pixels.shape[:draws.dim() - 1] != draws.shape[:-1] or pixels.dim() - draws.dim() < 2:
+        raise ValueError(f"apply_draws: uint8 images ...×C×H×W with a draw row each, got {pixels.dtype} "
+                         f"{tuple(pixels.shape)} and draws {tuple(draws.shape)}")
+    shape = pixels.shape
+    c, h, w = shape[-3:]
+    # the draws steer slicing in Python: one copy to the host per batch, not a device sync per image
+    draws = draws.cpu().reshape(*draws.shape[:-1], *(1,) * (pixels.dim() - draws.dim() - 2),
+                                            len(DRAW_FIELDS))
+    d = draws.expand(*shape[:-3], len(DRAW_FIELDS)).reshape(-1, len(DRAW_FIELDS))
+    img = pixels.reshape(-1, c, h, w)
+    crop, big_h, big_w, top, left, flip, erase, y, x, eh, ew = d.unbind(1)
+
+    img = img.clone()
+    cropped = crop.nonzero().flatten().tolist()
+    if cropped:
+        # every cropped image is enlarged to the same size (one factor, one input size), so one batched resize
+        sizes = {(int(big_h[i]), int(big_w[i])) for i in cropped}
+        if len(sizes) != 1:
+            raise ValueError(f"apply_draws: crops of several enlarged sizes {sorted(sizes)} in one batch")
+        big = TF.resize(img[cropped], list(sizes.pop()), antialias=True)
+        # a slice per image: on the CPU 20× faster than one advanced-indexing gather, on a GPU a few small copies
+        for k, i in enumerate(cropped):
+            t, u = int(top[i]), int(left[i])
+            img[i] = big[k, :, t: t + h, u: u + w]
+    flipped = flip.nonzero().flatten()
+    if len(flipped):
+        img[flipped] = img[flipped].flip(-1)
+    img = normalise(img)
+    fill = torch.tensor(fill[:c], dtype=img.dtype, device=img.device)[:, None, None]
+    for i in erase.nonzero().flatten().tolist():
+        t, u = int(y[i]), int(x[i])
+        img[i, :, t: t + int(eh[i]), u: u + int(ew[i])] = fill
+    return img.reshape(shape)
+
+
+def finish_batch(batch):
+    """A training batch's inputs where they train: every {PIXELS, DRAWS} entry (TrainTransform with on_device, at
+    any depth of a dict of inputs) becomes its augmented, normalised images; anything else is returned as it is."""
+    if isinstance(batch, dict):
+        if set(batch) == {PIXELS, DRAWS}:
+            return apply_draws(batch[PIXELS], batch[DRAWS])
+        return {k: finish_batch(v) for k, v in batch.items()}
+    return batch
 
 
 class TestTransform:

@@ -144,20 +144,81 @@ class RetinaFaceDetector(Backend):
         return f"retinaface-pytorch {version('retinaface-pytorch')} ResNet-50"
 
     def __call__(self, image: np.ndarray, item: Item) -> dict:
+        return self.batch([image], [item])[0]
+
+    def batch(self, images: list[np.ndarray], items: list[Item]) -> list[dict]:
+        """The head regions of a batch through the network, one forward pass per resized shape.
+
+        retinaface-pytorch's Model.predict_jsons takes one image: it resizes the region so its longest side is
+        max_size (each region to its own shape), runs the network and decodes. Padding the regions to one shape would
+        change what the network sees at their edges and so its detections; regions that resize to the same shape
+        (head regions around the keypoints are square, so most of a batch) are stacked as they are, which gives what
+        one at a time gives. The decoding is written here, step for step as predict_jsons does it (priors, box and
+        landmark decoding, confidence threshold, NMS, boxes clipped away skipped, values rounded to 2 decimals),
+        because the library decodes one image per call; tests compare it with predict_jsons."""
+        import torch
+        from retinaface.utils import tensor_from_rgb_image
+
+        regions = [search_region(image.shape[:2], item.inputs.get("keypoints"), self.params["head_region"])
+                   for image, item in zip(images, items, strict=True)]
+        resized = [self.model.transform(image=np.ascontiguousarray(image[y1:y2, x1:x2]))["image"]
+                   for image, (x1, y1, x2, y2) in zip(images, regions, strict=True)]
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, r in enumerate(resized):
+            by_shape.setdefault(r.shape[:2], []).append(i)
+        best: list[dict | None] = [None] * len(images)
+        for shape, members in by_shape.items():
+            x = torch.stack([tensor_from_rgb_image(resized[i]) for i in members]).to(self.model.device)
+            with torch.no_grad():
+                loc, conf, land = self.model.model(x)
+            for k, i in enumerate(members):
+                x1, y1, x2, y2 = regions[i]
+                best[i] = self._best_face(loc[k], conf[k], land[k], shape, (y2 - y1, x2 - x1))
+        return [self._record(image, region, face) for image, region, face in zip(images, regions, best, strict=True)]
+
+    def _best_face(self, loc, conf, land, shape: tuple[int, int], region_shape: tuple[int, int]) -> dict | None:
+        """predict_jsons' first detection kept (the highest score after NMS whose clipped box is not empty), in the
+        region's pixels: {bbox, score, landmarks}; None when there is none."""
+        import torch
+        from retinaface.box_utils import decode, decode_landm
+        from retinaface.prior_box import priorbox
+        from torchvision.ops import nms
+
+        h, w = shape
+        priors = priorbox(min_sizes=[[16, 32], [64, 128], [256, 512]], steps=[8, 16, 32], clip=False,
+                          image_size=shape).to(loc.device)
+        # in place by integer sizes, as predict_jsons scales them: the decoded values stay float32
+        boxes = decode(loc, priors, self.model.variance)
+        boxes *= torch.tensor([w, h] * 2, device=loc.device)
+        landmarks = decode_landm(land, priors, self.model.variance)
+        landmarks *= torch.tensor([w, h] * 5, device=loc.device)
+        scores = torch.softmax(conf, dim=-1)[:, 1]
+        valid = torch.where(scores > self.params["confidence"])[0]
+        boxes, landmarks, scores = boxes[valid], landmarks[valid], scores[valid]
+        keep = nms(boxes, scores, self.params["nms"])
+        region_h, region_w = region_shape
+        scale = region_h / h
+        for j in keep.tolist():
+            box = boxes[j].cpu().numpy() * scale
+            x_min = np.clip(box[0], 0, region_w - 1)
+            y_min = np.clip(box[1], 0, region_h - 1)
+            if x_min >= np.clip(box[2], x_min + 1, region_w - 1) or y_min >= np.clip(box[3], y_min + 1, region_h - 1):
+                continue
+            return {"bbox": np.round(box.astype(float), 2), "score": float(np.round(float(scores[j]), 2)),
+                    "landmarks": np.round((landmarks[j].cpu().numpy() * scale).astype(float), 2).reshape(5, 2)}
+        return None
+
+    def _record(self, image: np.ndarray, region: tuple[int, int, int, int], face: dict | None) -> dict:
         size = self.params["crop_size"]
-        x1, y1, x2, y2 = search_region(image.shape[:2], item.inputs.get("keypoints"), self.params["head_region"])
-        faces = [f for f in self.model.predict_jsons(np.ascontiguousarray(image[y1:y2, x1:x2]),
-                                                     self.params["confidence"], self.params["nms"]) if f["bbox"]]
-        if not faces:
+        if face is None:
             return not_found(size)
-        best = max(faces, key=lambda f: f["score"])
-        offset = np.array([x1, y1], np.float32)
-        box = np.array(best["bbox"], np.float32) + np.tile(offset, 2)
-        landmarks = np.array(best["landmarks"], np.float32) + offset
+        offset = np.array(region[:2], np.float32)
+        box = np.array(face["bbox"], np.float32) + np.tile(offset, 2)
+        landmarks = np.array(face["landmarks"], np.float32) + offset
         crop = align(image, landmarks, TEMPLATE_112, size)
         if crop is None:
             return not_found(size)
-        return {"found": np.bool_(True), "box": box, "landmarks": landmarks, "score": np.float32(best["score"]),
+        return {"found": np.bool_(True), "box": box, "landmarks": landmarks, "score": np.float32(face["score"]),
                 "crop_png": encode_rgb(crop)}
 
 

@@ -8,6 +8,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.registry import Registry
 
+from ..config import ConfigError
 from ..data import PackedClips, PackedImages
 from ..precision import Precision
 from ..transforms import TestTransform, TrainTransform
@@ -26,6 +27,38 @@ def build_method(cfg: dict, num_pids: int, pid2clothes: np.ndarray | None, devic
     return method_class(cfg)(cfg, num_pids, pid2clothes, device, resources)
 
 
+AUGMENT_PLACES = ("auto", "device", "worker")
+
+
+def augment_place(cfg: dict, device: torch.device) -> dict:
+    """cfg with `data.augment.where: auto` resolved for the training device: "device" on a GPU, where the batched
+    augmentation is nearly free and keeps the workers to decoding, "worker" on the CPU, where the workers run it
+    beside the training process instead of inside it (benchmarks/bench_input_pipeline.py). Both give identical
+    tensors on the CPU. A config without the key (a method with its own transforms) is returned as it is."""
+    aug = cfg["data"].get("augment", {})
+    if "where" not in aug:
+        return cfg
+    if aug["where"] not in AUGMENT_PLACES:
+        raise ConfigError(f"data.augment.where: one of {', '.join(AUGMENT_PLACES)}, got {aug['where']!r}")
+    if aug["where"] != "auto":
+        return cfg
+    where = "device" if device.type == "cuda" else "worker"
+    return {**cfg, "data": {**cfg["data"], "augment": {**aug, "where": where}}}
+
+
+def train_transform(cfg: dict) -> TrainTransform:
+    """CAL's training augmentation with the config's data size and `data.augment` probabilities; `augment.where`
+    (resolved by augment_place): "device" (the worker decodes and resizes, the training device augments the batch)
+    or "worker"."""
+    d = cfg["data"]
+    aug = d["augment"]
+    if aug["where"] not in ("device", "worker"):
+        raise ConfigError(f"data.augment.where: 'device' or 'worker' (augment_place resolves 'auto'), "
+                          f"got {aug['where']!r}")
+    return TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"],
+                          on_device=aug["where"] == "device")
+
+
 class Method:
     """A method owns its modules, optimisers and schedulers and implements one training step.
 
@@ -41,8 +74,7 @@ class Method:
         """The training items: images (or clips of a video dataset) through CAL's augmentation.
         stores: the opened preprocessing stores the method requires, by stage."""
         d = cfg["data"]
-        aug = d["augment"]
-        transform = TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"])
+        transform = train_transform(cfg)
         if video:
             v = d["video"]  # training clips: dense chunks, then a random crop (docs/protocols.md#ccvid-clips)
             return PackedClips(pack, samples, transform, train=True, seq_len=v["seq_len"], stride=v["stride"],

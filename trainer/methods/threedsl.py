@@ -34,8 +34,8 @@ from ..losses import TripletLoss, build_identity_loss, lsgan_discriminator_loss,
 from ..models.threedsl import Discriminator, ThreeDSLNet
 from ..optim import build_optimizer, build_scheduler
 from ..precision import Precision
-from ..transforms import TestTransform, TrainTransform
-from .base import Method, register
+from ..transforms import TestTransform
+from .base import Method, register, train_transform
 
 
 def keypoint_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -135,11 +135,10 @@ class ThreeDSL(Method):
             if stage not in stores:
                 raise InputError(f"3DSL needs the {stage} store (--store {stage}=PATH)")
         d, r = cfg["data"], cfg["render"]
-        aug = d["augment"]
         return PackedImagesWithBodyCues(
-            pack, samples, TrainTransform(d["height"], d["width"], aug["crop_p"], aug["flip_p"], aug["erase_p"]),
-            TestTransform(d["height"], d["width"]), stores["keypoints"]["keypoints"][:],
-            stores["silhouettes"]["mask_png"][:], stores["silhouettes"]["found"][:], (r["height"], r["width"]))
+            pack, samples, train_transform(cfg), TestTransform(d["height"], d["width"]),
+            stores["keypoints"]["keypoints"][:], stores["silhouettes"]["mask_png"][:],
+            stores["silhouettes"]["found"][:], (r["height"], r["width"]))
 
     def write_report(self, out_dir, dataset) -> dict:
         """reconstructions.png over 8 training images and their mean silhouette IoU, for model.pt."""
