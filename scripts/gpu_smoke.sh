@@ -87,4 +87,6 @@ for stage, name, params, f in (("keypoints", "alphapose", {"flip": True}, "fastp
 PY
 # batched inference (issue 15): images/s of each learned backend at batch 1 vs 16, outputs compared
 python benchmarks/bench_batched_backends.py --device cuda --images 64 --batch 16
+# the training input pipeline: a worker's CPU µs per image with the augmentation on the worker vs on the GPU
+python benchmarks/bench_input_pipeline.py --device cuda --images 512 --batch 32
 echo "gpu smoke check passed ($W)"
