@@ -17,6 +17,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     method="[A-Za-z0-9_-]+",
     backend="[A-Za-z0-9_-]+",
+    seed="[0-9]+",
 
 
 include: "rules/common.smk"
@@ -24,6 +25,7 @@ include: "rules/data.smk"
 include: "rules/stages.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
+include: "rules/benchmark.smk"
 
 
 # the default target: every configured target's metrics, and the report's figures of them (rules/report.smk), so

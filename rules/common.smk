@@ -79,7 +79,10 @@ def teacher_input(wildcards):
         return {}
     if teacher not in config.get("methods", []):
         raise ValueError(f"method {wildcards.method} trains from {teacher}, which is not among the configured methods")
-    return {"teacher": f"results/{wildcards.dataset}/{teacher}/model.pt"}
+    run = Path("results", wildcards.dataset, teacher)
+    if "seed" in wildcards.keys():  # a benchmark run's teacher: the teacher's run of the same seed
+        run = run / f"seed{wildcards.seed}"
+    return {"teacher": str(run / "model.pt")}
 
 
 def teacher_args(wildcards, input):
@@ -160,7 +163,11 @@ def body_args(wildcards, input):
 
 
 def method_overrides(wildcards):
-    return " ".join(f"--set {o}" for o in config.get("overrides", {}).get(wildcards.method, []))
+    """The configured overrides of the method, then the run's seed when it is one of a benchmark's seeds."""
+    sets = list(config.get("overrides", {}).get(wildcards.method, []))
+    if "seed" in wildcards.keys():
+        sets.append(f"seed={int(wildcards.seed)}")
+    return " ".join(f"--set {o}" for o in sets)
 
 
 def required_stores(wildcards):
@@ -342,3 +349,36 @@ def report_inputs(wildcards):
         files += [f"results/{dataset}/{method}/figures/{n}" for n in ("ranklist.png", "tsne.png", "curves.png")]
         files.append(f"results/{dataset}/{method}/train_figures")
     return files
+
+
+def benchmark_cfg():
+    """config.benchmark, its datasets and methods checked while the plan is built."""
+    b = config.get("benchmark")
+    if not b:
+        raise ValueError("no benchmark: section in the config (dataset, oracle, methods, seeds)")
+    for dataset in (b["dataset"], b.get("oracle")):
+        if dataset:
+            dataset_cfg(dataset)
+    for method in [*b["methods"], b["oracle_method"]]:
+        method_file(method)
+        if method not in config.get("methods", []):
+            raise ValueError(f"benchmark method {method} is not among the configured methods")
+    return b
+
+
+def benchmark_metrics(wildcards):
+    """Every metrics.json of the benchmark: each method on the dataset and the oracle on its twin, per seed."""
+    b = benchmark_cfg()
+    runs = [(b["dataset"], m) for m in b["methods"]]
+    if b.get("oracle"):
+        runs.append((b["oracle"], b["oracle_method"]))
+    return [f"results/{d}/{m}/seed{s}/metrics.json" for d, m in runs for s in b["seeds"]]
+
+
+def benchmark_table_args(wildcards):
+    b = benchmark_cfg()
+    oracle = f"--oracle {b['oracle']} --oracle-method {b['oracle_method']} " if b.get("oracle") else ""
+    return (
+        f"--dataset {b['dataset']} {oracle}--methods {' '.join(b['methods'])} "
+        f"--seeds {' '.join(map(str, b['seeds']))}"
+    )

@@ -201,3 +201,43 @@ def test_summary_and_the_command_line(tiny_dataset, tmp_path):
         assert f"<td class=l>{name}</td><td>{split['ids']}</td>" in html
     assert all(f"<td class=l>{p.name}</td>" in html for p in meta["protocols"])
     assert "<td class=l>silhouettes</td><td class=l>grabcut</td><td>10</td><td>7</td><td>70.0</td>" in html
+
+
+def _seeded(tmp_path, dataset, method, seed, sc, cc):
+    report = _metrics(method, {"SC": sc, "CC": cc})
+    report["dataset"], report["provenance"]["seed"] = dataset, seed
+    path = tmp_path / f"{dataset}-{method}-{seed}.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_benchmark_table_summarises_seeds_and_compares_with_the_baseline(tmp_path):
+    from trainer.figures.benchmark import benchmark_rows, table_markdown
+
+    cc = {"baseline": [0.20, 0.24, 0.22], "cal": [0.30, 0.26, 0.28]}
+    paths = [_seeded(tmp_path, "bench", m, s, 0.8, cc[m][i]) for m in cc for i, s in enumerate((1, 2, 3))]
+    paths += [_seeded(tmp_path, "bench_free", "baseline", s, 0.9, 0.6 + 0.01 * s) for s in (1, 2, 3)]
+    rows = benchmark_rows(paths, "bench", "bench_free", ["baseline", "cal"], [3, 1, 2])
+    assert [r["label"] for r in rows] == ["baseline", "cal", "oracle: baseline on bench_free"]
+    np.testing.assert_allclose(rows[1]["CC mAP"], (28.0, 2.0))  # mean, sample std, in %
+    np.testing.assert_allclose(rows[1]["CC rank1"], (38.0, 2.0))
+    np.testing.assert_allclose(rows[2]["CC mAP"], (62.0, 1.0))
+    diff, se = rows[1]["CC mAP vs baseline"]
+    assert diff == pytest.approx(6.0) and se == pytest.approx(np.sqrt((4 + 4) / 3))
+    assert "CC mAP vs baseline" not in rows[0]
+    md = table_markdown(rows, "bench").splitlines()
+    assert md[5] == "| cal | 1,2,3 | 80.0 ± 0.0 | 90.0 ± 0.0 | 28.0 ± 2.0 | 38.0 ± 2.0 | +6.0 ± 1.6 |"
+    assert md[6].startswith("| oracle: baseline on bench_free | 1,2,3 | 90.0 ± 0.0 |")
+
+    with pytest.raises(InputError, match=r"bench/cal: metrics for seeds \[1, 2, 3\]; .* needs seeds \[1, 2, 3, 4\]"):
+        benchmark_rows(paths, "bench", "bench_free", ["baseline", "cal"], [1, 2, 3, 4])
+    with pytest.raises(InputError, match="runs the benchmark does not hold: bench_free/baseline"):
+        benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2, 3])
+    twin = tmp_path / "again.json"
+    twin.write_text(paths[0].read_text())
+    with pytest.raises(InputError, match="both hold bench/baseline seed 1"):
+        benchmark_rows([*paths, twin], "bench", "bench_free", ["baseline", "cal"], [1, 2, 3])
+    general = tmp_path / "general.json"
+    general.write_text(json.dumps(_metrics("cal", {"general": 0.5})))
+    with pytest.raises(InputError, match="general.json: no SC, CC protocol"):
+        benchmark_rows([general], "tiny", None, ["cal"], [1])

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import h5py
 import pytest
 import yaml
 
@@ -518,3 +519,51 @@ def test_an_override_typo_for_any_configured_method_stops_every_plan(workflow):
     target = ["-n", "results/tiny/baseline/metrics.json", "--configfile", "othertypo.yaml"]
     proc = snakemake(workflow, *target, check=False)
     assert proc.returncode != 0 and "overrides for ['cla']" in proc.stdout + proc.stderr
+
+
+BENCH_CONFIG = {
+    **TINY_CONFIG,
+    "datasets": {**TINY_CONFIG["datasets"],
+                 "tiny_free": {**TINY_CONFIG["datasets"]["tiny"], "root": "data/raw/tiny_free",
+                               "synthetic": {**TINY_CONFIG["datasets"]["tiny"]["synthetic"], "erase_clothes": True}}},
+    "benchmark": {"dataset": "tiny", "oracle": "tiny_free", "methods": ["baseline", "cal"], "seeds": [1, 2]},
+    "overrides": {"baseline": ["epochs=1"], "cal": ["epochs=1"]},  # six trainings: the shortest that runs each rule
+}
+
+
+@pytest.mark.slow
+def test_a_tiny_benchmark_runs_each_seed_as_its_own_job_and_tabulates_them(workflow):
+    """`snakemake benchmark`: 2 methods × 2 seeds and the oracle on the clothes-free twin; the table's rows are the
+    seeds' means; another seed plans only its own runs; the table is in the report."""
+    import numpy as np
+
+    (workflow / "bench.yaml").write_text(yaml.safe_dump(BENCH_CONFIG))
+    snakemake(workflow, "--cores", "2", "benchmark", "--configfile", "bench.yaml")
+    runs = {(d, m): [json.loads((workflow / f"results/{d}/{m}/seed{s}/metrics.json").read_text()) for s in (1, 2)]
+            for d, m in (("tiny", "baseline"), ("tiny", "cal"), ("tiny_free", "baseline"))}
+    for reports in runs.values():
+        assert [r["provenance"]["seed"] for r in reports] == [1, 2]
+        assert reports[0]["provenance"]["config_hash"] != reports[1]["provenance"]["config_hash"]
+    with h5py.File(workflow / "results/tiny/cal/seed1/features.h5") as a, \
+            h5py.File(workflow / "results/tiny/cal/seed2/features.h5") as b:
+        assert not np.allclose(a["gallery"]["features"][:], b["gallery"]["features"][:])  # two trainings, not one
+    table = (workflow / "results/benchmark/table.md").read_text().splitlines()
+    rows = [line.split(" | ") for line in table if line.startswith("| ") and not line.startswith("| method")]
+    assert [r[0] for r in rows] == ["| baseline", "| cal", "| oracle: baseline on tiny_free"]
+    for row, reports in zip(rows, runs.values(), strict=True):
+        assert row[1] == "1,2"
+        for column, (protocol, key) in zip(row[2:6], [(p, k) for p in ("SC", "CC") for k in ("mAP", "rank1")],
+                                           strict=True):
+            values = [100 * r["protocols"][protocol][key] for r in reports]
+            assert column == f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+    assert (workflow / "logs/benchmark/table.log").is_file() and (workflow / "logs/tiny/cal/seed2/train.log").is_file()
+
+    more = json.loads(json.dumps(BENCH_CONFIG))
+    more["benchmark"]["seeds"] = [1, 2, 3]
+    (workflow / "bench3.yaml").write_text(yaml.safe_dump(more))
+    assert jobs_planned(snakemake(workflow, "-n", "benchmark", "--configfile", "bench3.yaml")) == {
+        "train_seed": 3, "evaluate_seed": 3, "benchmark_table": 1, "benchmark": 1}
+
+    snakemake(workflow, "--report", "bench.html", "benchmark", "--configfile", "bench.yaml")
+    results, categories = read_report(workflow / "bench.html")
+    assert "results/benchmark/table.html" in results and "benchmark" in categories

@@ -6,6 +6,8 @@
   embedding --features F.h5 --lists LISTS --out E.png [--protocol CC] [--max-ids 20]
   curves --history history.jsonl --out H.png [--title T]
   summary --protocol protocol.json --out S.html [STAGE_SUMMARY_JSON ...]
+  benchmark-table --dataset D [--oracle D2] --methods M ... --seeds S ... --out T.md --html T.html METRICS_JSON ...
+                                                      mean ± std over seeds of SC / CC mAP and rank-1, and the oracle
 """
 from __future__ import annotations
 
@@ -45,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--protocol", required=True, help="the lists' protocol.json")
     s.add_argument("--out", required=True)
     s.add_argument("stages", nargs="*", help="<stage>/<backend>.summary.json files")
+    b = sub.add_parser("benchmark-table", help="Markdown + HTML: methods over seeds, and the oracle")
+    b.add_argument("--dataset", required=True, help="the dataset the methods are compared on")
+    b.add_argument("--oracle", default=None, help="its clothes-free twin, where --oracle-method trains and tests")
+    b.add_argument("--oracle-method", default="baseline")
+    b.add_argument("--methods", nargs="+", required=True)
+    b.add_argument("--seeds", nargs="+", type=int, required=True)
+    b.add_argument("--out", required=True, help="the Markdown table")
+    b.add_argument("--html", required=True, help="the same table as HTML, for the report")
+    b.add_argument("metrics", nargs="+")
     a = ap.parse_args(argv)
     # imported per figure: matplotlib, h5py and scikit-learn load only where they are drawn
     if a.figure == "metrics-table":
@@ -62,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     elif a.figure == "curves":
         from .curves import plot_curves
         plot_curves(a.history, a.out, a.title)
+    elif a.figure == "benchmark-table":
+        from .benchmark import benchmark_rows, table_html, table_markdown
+        rows = benchmark_rows(a.metrics, a.dataset, a.oracle, a.methods, a.seeds, a.oracle_method)
+        write_text(a.html, table_html(rows, a.dataset))
+        write_text(a.out, table_markdown(rows, a.dataset))
     else:
         from .tables import dataset_summary_html
         write_text(a.out, dataset_summary_html(a.protocol, a.stages))

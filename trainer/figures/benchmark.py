@@ -1,0 +1,122 @@
+"""The benchmark's table: each method trained and evaluated with several seeds on one dataset, mean ± standard
+deviation of same-clothes (SC) and clothes-changing (CC) mAP and rank-1 over the seeds, each method's CC mAP
+against the baseline's with the standard error of that difference, and the oracle (a method trained and tested
+on the dataset's clothes-free twin), which bounds what clothes-changing retrieval can reach on these people.
+
+Written as Markdown (results/benchmark/table.md, for the README) and HTML (for the report).
+"""
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import InputError
+
+from .tables import STYLE, _table
+
+PROTOCOLS = ("SC", "CC")
+COLUMNS = [(p, k) for p in PROTOCOLS for k in ("mAP", "rank1")]
+
+
+def read_runs(paths: list[str | Path]) -> list[tuple[Path, dict]]:
+    """metrics.json files, each checked to be trainer.evaluate's with SC and CC protocols; two files of the same
+    (dataset, method, seed) are refused, naming both."""
+    runs, seen = [], {}
+    for path in map(Path, paths):
+        report = json.loads(path.read_text())
+        for key in ("dataset", "method", "protocols", "provenance"):
+            if key not in report:
+                raise InputError(f"{path}: no {key!r}: not a metrics.json written by trainer.evaluate")
+        missing = [p for p in PROTOCOLS if p not in report["protocols"]]
+        if missing:
+            raise InputError(f"{path}: no {', '.join(missing)} protocol ({report['dataset']} has "
+                             f"{', '.join(report['protocols'])}): the benchmark compares same-clothes and "
+                             "clothes-changing retrieval")
+        key = (report["dataset"], report["method"], report["provenance"]["seed"])
+        if key in seen:
+            raise InputError(f"{path} and {seen[key]} both hold {key[0]}/{key[1]} seed {key[2]}")
+        seen[key] = path
+        runs.append((path, report))
+    return runs
+
+
+def _summary(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one run), in %."""
+    v = 100 * np.asarray(values, float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, methods: list[str],
+                   seeds: list[int], oracle_method: str = "baseline") -> list[dict]:
+    """One row per method in `methods` order (then the oracle): {label, dataset, seeds, SC/CC mAP and rank1 as
+    (mean, std), and for methods other than the baseline the CC mAP difference to it with its standard error}.
+    Every method must have exactly `seeds`: a missing or extra seed is an error naming it."""
+    by_run: dict[tuple[str, str], dict[int, dict]] = {}
+    for _path, report in read_runs(paths):
+        by_run.setdefault((report["dataset"], report["method"]), {})[report["provenance"]["seed"]] = report
+    wanted = [(dataset, m, m) for m in methods]
+    if oracle:
+        wanted.append((oracle, oracle_method, f"oracle: {oracle_method} on {oracle}"))
+    known = {(d, m) for d, m in by_run}
+    unexpected = sorted(known - {(d, m) for d, m, _ in wanted})
+    if unexpected:
+        raise InputError(f"metrics of runs the benchmark does not hold: {', '.join(f'{d}/{m}' for d, m in unexpected)}")
+    wrong = [f"{d}/{m}: metrics for seeds {sorted(by_run.get((d, m), {}))}" for d, m, _ in wanted
+             if sorted(by_run.get((d, m), {})) != sorted(seeds)]
+    if wrong:
+        raise InputError(f"{'; '.join(wrong)}; the benchmark needs seeds {sorted(seeds)} of each")
+    rows = []
+    for d, m, label in wanted:
+        got = by_run[(d, m)]
+        row = {"label": label, "dataset": d, "method": m, "seeds": sorted(seeds)}
+        for p, k in COLUMNS:
+            row[f"{p} {k}"] = _summary([got[s]["protocols"][p][k] for s in sorted(seeds)])
+        row["_cc_map"] = [100 * got[s]["protocols"]["CC"]["mAP"] for s in sorted(seeds)]
+        rows.append(row)
+    base = next((r for r in rows if r["dataset"] == dataset and r["method"] == "baseline"), None)
+    for r in rows:
+        if base is not None and r is not base:
+            diff = float(np.mean(r["_cc_map"]) - np.mean(base["_cc_map"]))
+            n = len(seeds)
+            se = math.sqrt((np.var(r["_cc_map"], ddof=1) + np.var(base["_cc_map"], ddof=1)) / n) if n > 1 else 0.0
+            r["CC mAP vs baseline"] = (diff, se)  # for the oracle: the headroom above the baseline
+    for r in rows:
+        del r["_cc_map"]
+    return rows
+
+
+def _cell(value: tuple[float, float] | None, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    mean, spread = value
+    return f"{mean:+.1f} ± {spread:.1f}" if signed else f"{mean:.1f} ± {spread:.1f}"
+
+
+HEADER = ["method", "seeds", "SC mAP", "SC R1", "CC mAP", "CC R1", "CC mAP − baseline (± s.e.)"]
+
+
+def _cells(row: dict) -> list[str]:
+    return [row["label"], ",".join(map(str, row["seeds"])), *(_cell(row[f"{p} {k}"]) for p, k in COLUMNS),
+            _cell(row.get("CC mAP vs baseline"), signed=True)]
+
+
+def table_markdown(rows: list[dict], dataset: str) -> str:
+    lines = [f"Benchmark on {dataset}: mean ± standard deviation over seeds, % "
+             "(CC mAP − baseline: difference of means ± its standard error)", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def table_html(rows: list[dict], dataset: str) -> str:
+    caption = (f"Benchmark on {dataset}: mean ± standard deviation over seeds, % "
+               "(CC mAP − baseline: difference of means ± its standard error)")
+    return (f"<!doctype html><html><head><meta charset=utf-8>{STYLE}</head><body>"
+            + _table(caption, HEADER, [_cells(r) for r in rows], left=2)
+            + ("<p>" + escape("The oracle is trained and tested on the clothes-free twin of the same people.") + "</p>"
+               if any(r["dataset"] != dataset for r in rows) else "")
+            + "</body></html>\n")
