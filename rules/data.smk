@@ -18,6 +18,7 @@ rule synthetic_dataset:
         "python -m pipeline.synthetic --out {output} --seed {params.spec[seed]} "
         "--train-ids {params.spec[train_ids]} --test-ids {params.spec[test_ids]} "
         "--val-ids {params.spec[val_ids]} --images-per-camera {params.spec[images_per_camera]} "
+        "--trait-spread {params.spec[trait_spread]} --head-scale {params.spec[head_scale]} "
         "{params.erase} --jobs {threads} > {log} 2>&1"
 
 

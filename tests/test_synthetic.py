@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.datasets import load
+from pipeline.errors import InputError
 from pipeline.synthetic import COCO17, PART_LABELS, SyntheticSpec, generate, read_parts
 
 from .conftest import TINY
@@ -108,3 +109,26 @@ def test_erase_clothes_variant_removes_the_clothes_signal(tmp_path, tiny_dataset
 
     # a top and a bottom differ in colour; erased, both are the same grey under the same light
     assert top_bottom_difference(erased) < 0.35 * top_bottom_difference(tiny_dataset["root"])
+
+
+def test_trait_spread_and_head_scale_make_the_same_people_more_distinct():
+    import numpy as np
+
+    from pipeline.synthetic.traits import sample_identity
+
+    def people(spread, head):
+        return [sample_identity(np.random.default_rng([0, 1, pid]), spread, head) for pid in range(300)]
+
+    plain, wide = people(1.0, 1.0), people(2.0, 1.4)
+    assert plain == [sample_identity(np.random.default_rng([0, 1, pid])) for pid in range(300)]  # the defaults
+    for trait in ("shoulder_width", "hip_width", "girth", "leg_ratio", "head_aspect"):
+        a = np.array([getattr(p, trait) for p in plain])
+        b = np.array([getattr(p, trait) for p in wide])
+        assert 1.7 < b.std() / a.std() < 2.05, trait  # twice as spread, a little less where clipped
+        assert np.corrcoef(a, b)[0, 1] > 0.97, trait  # the same people, ordered alike
+    ratio = np.array([w.head_size / p.head_size for p, w in zip(plain, wide, strict=True)])
+    assert np.median(ratio) == pytest.approx(1.4, rel=0.05)
+    assert [p.skin for p in plain] == [p.skin for p in wide] and [p.hair_style for p in plain] == \
+        [p.hair_style for p in wide]
+    with pytest.raises(InputError, match="trait_spread must be in"):
+        SyntheticSpec(trait_spread=5).validate()

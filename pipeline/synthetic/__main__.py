@@ -21,13 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outfit-pool", type=int, default=d.outfit_pool, help="0: (train+test ids)//3")
     ap.add_argument("--min-height", type=int, default=d.min_height)
     ap.add_argument("--max-height", type=int, default=d.max_height)
+    ap.add_argument("--trait-spread", type=float, default=d.trait_spread,
+                    help="body proportions and head shape this many times as spread out (1: the demo's people)")
+    ap.add_argument("--head-scale", type=float, default=d.head_scale, help="heads this many times larger")
     ap.add_argument("--erase-clothes", action="store_true",
                     help="diagnostic: paint clothes flat grey so only identity traits remain")
     ap.add_argument("--jobs", type=int, default=1)
     a = ap.parse_args(argv)
     spec = SyntheticSpec(seed=a.seed, train_ids=a.train_ids, test_ids=a.test_ids, val_ids=a.val_ids,
                          images_per_camera=a.images_per_camera, outfit_pool=a.outfit_pool,
-                         min_height=a.min_height, max_height=a.max_height, erase_clothes=a.erase_clothes)
+                         min_height=a.min_height, max_height=a.max_height, erase_clothes=a.erase_clothes,
+                         trait_spread=a.trait_spread, head_scale=a.head_scale)
     gt = generate(spec, a.out, jobs=a.jobs)
     print(f"wrote {a.out} (ground truth: {gt})")
     return 0

@@ -47,6 +47,10 @@ class SyntheticSpec:
     # diagnostic variant: clothes pixels (top, bottom, shoes) painted one flat grey, so only identity
     # traits remain; it measures how learnable clothes-changing retrieval is without the clothes shortcut
     erase_clothes: bool = False
+    # identity legibility (the benchmark's people): body proportions and head shape spread `trait_spread` times as
+    # widely around the defaults' centres, heads `head_scale` times larger; 1 and 1 are the demo's people
+    trait_spread: float = 1.0
+    head_scale: float = 1.0
 
     def validate(self) -> None:
         for name in ("train_ids", "test_ids", "images_per_camera", "min_height"):
@@ -56,6 +60,10 @@ class SyntheticSpec:
             raise InputError(f"synthetic spec: val_ids must be in [0, train_ids], got {self.val_ids}")
         if self.max_height < self.min_height:
             raise InputError(f"synthetic spec: max_height {self.max_height} < min_height {self.min_height}")
+        if not 0.5 <= self.trait_spread <= 3:
+            raise InputError(f"synthetic spec: trait_spread must be in [0.5, 3], got {self.trait_spread}")
+        if not 0.5 <= self.head_scale <= 2:
+            raise InputError(f"synthetic spec: head_scale must be in [0.5, 2], got {self.head_scale}")
         if self.outfit_pool == 1 or self.outfit_pool < 0:
             raise InputError(f"synthetic spec: outfit_pool must be 0 (auto) or >= 2, got {self.outfit_pool}")
 
@@ -76,7 +84,8 @@ class _Job:
 def _world(spec: SyntheticSpec):
     """Identities, outfits, their assignment and cameras: everything shared between images."""
     num_ids = spec.train_ids + spec.test_ids
-    identities = [sample_identity(np.random.default_rng([spec.seed, 1, pid])) for pid in range(1, num_ids + 1)]
+    identities = [sample_identity(np.random.default_rng([spec.seed, 1, pid]), spec.trait_spread, spec.head_scale)
+                  for pid in range(1, num_ids + 1)]
     outfits = [sample_outfit(np.random.default_rng([spec.seed, 2, o])) for o in range(spec.pool_size)]
     pairs = assign_outfits(num_ids, spec.pool_size, np.random.default_rng([spec.seed, 4]))
     cameras = {c: sample_camera(np.random.default_rng([spec.seed, 3, i])) for i, c in enumerate(CAMERAS)}

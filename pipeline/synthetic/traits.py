@@ -79,21 +79,39 @@ def _vivid_colour(rng: np.random.Generator) -> np.ndarray:
     return (np.array(rgb) + m) * 255
 
 
-def sample_identity(rng: np.random.Generator) -> Identity:
+def _spread(value: float, low: float, high: float, spread: float, floor: float, ceiling: float) -> float:
+    """value, drawn uniformly in [low, high], moved `spread` times as far from the range's centre (within
+    [floor, ceiling]); spread 1 returns it unchanged, bit for bit."""
+    if spread == 1:
+        return value
+    centre = (low + high) / 2
+    return float(np.clip(centre + spread * (value - centre), floor, ceiling))
+
+
+def sample_identity(rng: np.random.Generator, spread: float = 1.0, head_scale: float = 1.0) -> Identity:
+    """spread: how far body proportions and head shape range around their centres (1: the defaults' ranges; 2:
+    twice as wide, people differ more); head_scale: heads (and so faces and hair) that much larger. The draws are
+    the same whatever the two are, so one seed gives the same people, only more or less distinct."""
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.93, 1.05)
     hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
+
+    def trait(low, high, floor, ceiling):
+        return _spread(float(rng.uniform(low, high)), low, high, spread, floor, ceiling)
+
+    height = trait(0.80, 0.95, 0.70, 0.97)
+    head_size = trait(0.115, 0.155, 0.09, 0.19) * head_scale
     return Identity(
-        height=float(rng.uniform(0.80, 0.95)),
-        head_size=float(rng.uniform(0.115, 0.155)),
-        head_aspect=float(rng.uniform(0.68, 0.95)),
-        shoulder_width=float(rng.uniform(0.10, 0.155)),
-        hip_width=float(rng.uniform(0.065, 0.105)),
-        girth=float(rng.uniform(0.8, 1.3)),
-        leg_ratio=float(rng.uniform(0.44, 0.54)),
+        height=height,
+        head_size=head_size,
+        head_aspect=trait(0.68, 0.95, 0.55, 1.05),
+        shoulder_width=trait(0.10, 0.155, 0.07, 0.19),
+        hip_width=trait(0.065, 0.105, 0.045, 0.13),
+        girth=trait(0.8, 1.3, 0.55, 1.6),
+        leg_ratio=trait(0.44, 0.54, 0.39, 0.59),
         skin=_rgb(skin),
         hair_colour=_rgb(hair),
         hair_style=HAIR_STYLES[rng.integers(len(HAIR_STYLES))],
-        eye_spacing=float(rng.uniform(0.18, 0.30)),
+        eye_spacing=trait(0.18, 0.30, 0.12, 0.34),
     )
 
 
