@@ -17,7 +17,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     method="[A-Za-z0-9_-]+",
     backend="[A-Za-z0-9_-]+",
-    seed="[0-9]+",
+    seed="0|[1-9][0-9]*",  # one spelling per seed: seed01 would be seed 1 trained twice
 
 
 include: "rules/common.smk"

@@ -145,8 +145,7 @@ def apply_draws(pixels: torch.Tensor, draws: torch.Tensor, fill=ERASE_FILL) -> t
     shape = pixels.shape
     c, h, w = shape[-3:]
     # the draws steer slicing in Python: one copy to the host per batch, not a device sync per image
-    draws = draws.cpu().reshape(*draws.shape[:-1], *(1,) * (pixels.dim() - draws.dim() - 2),
-                                            len(DRAW_FIELDS))
+    draws = draws.cpu().reshape(*draws.shape[:-1], *(1,) * (pixels.dim() - draws.dim() - 2), len(DRAW_FIELDS))
     d = draws.expand(*shape[:-3], len(DRAW_FIELDS)).reshape(-1, len(DRAW_FIELDS))
     img = pixels.reshape(-1, c, h, w)
     crop, big_h, big_w, top, left, flip, erase, y, x, eh, ew = d.unbind(1)
