@@ -157,6 +157,7 @@ class RetinaFaceDetector(Backend):
         landmark decoding, confidence threshold, NMS, boxes clipped away skipped, values rounded to 2 decimals),
         because the library decodes one image per call; tests compare it with predict_jsons."""
         import torch
+        from retinaface.prior_box import priorbox
         from retinaface.utils import tensor_from_rgb_image
 
         regions = [search_region(image.shape[:2], item.inputs.get("keypoints"), self.params["head_region"])
@@ -171,22 +172,23 @@ class RetinaFaceDetector(Backend):
             x = torch.stack([tensor_from_rgb_image(resized[i]) for i in members]).to(self.model.device)
             with torch.no_grad():
                 loc, conf, land = self.model.model(x)
+            # the anchors depend on the shape only: once per shape, not per image
+            priors = priorbox(min_sizes=[[16, 32], [64, 128], [256, 512]], steps=[8, 16, 32], clip=False,
+                              image_size=shape).to(loc.device)
             for k, i in enumerate(members):
                 x1, y1, x2, y2 = regions[i]
-                best[i] = self._best_face(loc[k], conf[k], land[k], shape, (y2 - y1, x2 - x1))
+                best[i] = self._best_face(loc[k], conf[k], land[k], priors, shape, (y2 - y1, x2 - x1))
         return [self._record(image, region, face) for image, region, face in zip(images, regions, best, strict=True)]
 
-    def _best_face(self, loc, conf, land, shape: tuple[int, int], region_shape: tuple[int, int]) -> dict | None:
+    def _best_face(self, loc, conf, land, priors, shape: tuple[int, int],
+                   region_shape: tuple[int, int]) -> dict | None:
         """predict_jsons' first detection kept (the highest score after NMS whose clipped box is not empty), in the
         region's pixels: {bbox, score, landmarks}; None when there is none."""
         import torch
         from retinaface.box_utils import decode, decode_landm
-        from retinaface.prior_box import priorbox
         from torchvision.ops import nms
 
         h, w = shape
-        priors = priorbox(min_sizes=[[16, 32], [64, 128], [256, 512]], steps=[8, 16, 32], clip=False,
-                          image_size=shape).to(loc.device)
         # in place by integer sizes, as predict_jsons scales them: the decoded values stay float32
         boxes = decode(loc, priors, self.model.variance)
         boxes *= torch.tensor([w, h] * 2, device=loc.device)
