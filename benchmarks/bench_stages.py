@@ -1,6 +1,7 @@
 """Preprocessing backends on this machine: throughput, quality against the synthetic truth, and sharding.
 
-python benchmarks/bench_stages.py [--ids 24] [--images-per-camera 3] [--backends ...]
+python benchmarks/bench_stages.py [--ids 24] [--images-per-camera 3] [--trait-spread 1 --head-scale 1]
+                                  [--only keypoints/mediapipe faces/mediapipe ...] [--no-extras]
 
 Generates a synthetic dataset (fixed seed), packs it, then for each backend runs the stage CLI as one
 shard and reports images/s, found rate and quality (silhouette IoU, keypoint PCK@0.1 of person height).
@@ -130,7 +131,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ids", type=int, default=24, help="identities (train + test) of the synthetic set")
     ap.add_argument("--images-per-camera", type=int, default=3)
+    ap.add_argument("--trait-spread", type=float, default=1.0, help="the synthetic people's spread (benchmark: 3)")
+    ap.add_argument("--head-scale", type=float, default=1.0, help="their head scale (benchmark: 2)")
+    ap.add_argument("--only", nargs="+", metavar="STAGE/BACKEND",
+                    help="these backends only (and the stores they read), e.g. faces/mediapipe")
+    ap.add_argument("--no-extras", action="store_true",
+                    help="skip the random-weight backends and the sharding run")
     a = ap.parse_args()
+    backends = BACKENDS
+    if a.only:
+        known = {f"{stage}/{backend}" for stage, backend in BACKENDS}
+        unknown = sorted(set(a.only) - known)
+        if unknown:
+            ap.error(f"--only: unknown {unknown}; known: {sorted(known)}")
+        wanted = set(a.only)
+        # BACKENDS lists each backend after the stores it reads: walked backwards, their inputs gather transitively
+        for stage, backend in reversed(BACKENDS):
+            if f"{stage}/{backend}" in wanted:
+                wanted |= {store.replace("-", "/", 1) for store in INPUTS.get((stage, backend), [])}
+        backends = [(stage, backend) for stage, backend in BACKENDS if f"{stage}/{backend}" in wanted]
     sys.path.insert(0, str(REPO))
     from pipeline.imagepack import ImagePack
     from pipeline.stages.quality import quality
@@ -140,7 +159,8 @@ def main() -> None:
         test_ids = max(2, a.ids // 3)
         subprocess.run([sys.executable, "-m", "pipeline.synthetic", "--out", str(work / "raw"), "--seed", "11",
                         "--train-ids", str(a.ids - test_ids), "--test-ids", str(test_ids), "--val-ids", "0",
-                        "--images-per-camera", str(a.images_per_camera), "--jobs", "2"], cwd=REPO, check=True,
+                        "--images-per-camera", str(a.images_per_camera), "--trait-spread", str(a.trait_spread),
+                        "--head-scale", str(a.head_scale), "--jobs", "2"], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
         subprocess.run([sys.executable, "-m", "pipeline.lists", "--format", "prcc", "--root", str(work / "raw"),
                         "--out", str(work / "lists"), "--no-count-check"], cwd=REPO, check=True,
@@ -151,7 +171,7 @@ def main() -> None:
         n = len(ImagePack(work / "images.h5"))
         print(f"{n} synthetic images, 1 process each (CPU: {subprocess.getoutput('nproc')} cores)\n")
         print(f"{'stage':<14} {'backend':<22} {'img/s':>7} {'found':>7}  quality vs ground truth")
-        for stage, backend in BACKENDS:
+        for stage, backend in backends:
             shard = work / f"{stage}-{backend}.shard.h5"
             t0 = time.perf_counter()
             wait(cli(*stage_args(work, stage, backend, 0, 1, shard)))
@@ -164,6 +184,8 @@ def main() -> None:
                 quality(str(store), str(work / "images.h5"), str(work / "raw/groundtruth/groundtruth.h5"))
             print(f"{stage:<14} {backend:<22} {n / seconds:>7.1f} {found:>7.1%}  {describe(stage, q)}")
 
+        if a.no_extras:
+            return
         random_weight_backends(work, n)
 
         print("\nsharding: GrabCut (seeded by mediapipe keypoints) over all images")
