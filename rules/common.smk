@@ -173,9 +173,13 @@ def method_overrides(wildcards):
 def required_stores(wildcards):
     """The stores of the configured backends for every stage the method declares it requires."""
     needed = method_requires(wildcards.method)
-    unknown = [s for s in needed if s not in config.get("stages", {})]
+    configured = {*config.get("stages", {}), *dataset_cfg(wildcards.dataset).get("stages", {})}
+    unknown = [s for s in needed if s not in configured]
     if unknown:
-        raise ValueError(f"method {wildcards.method} requires stages {unknown}, which config.yaml does not configure")
+        raise ValueError(
+            f"method {wildcards.method} requires stages {unknown}, which config.yaml does not configure "
+            f"(neither under stages nor under datasets.{wildcards.dataset}.stages)"
+        )
     return {s: store_path(wildcards.dataset, s) for s in needed}
 
 
@@ -188,8 +192,21 @@ def store_args(wildcards, input):
 STAGE_PATTERN = "|".join(STAGES)
 
 
-def stage_backend(stage):
+def stage_backend(stage, dataset=None):
+    """The backend of `stage`: the dataset's own choice (`datasets.<dataset>.stages`) or the top-level one."""
+    own = dataset_cfg(dataset).get("stages", {}) if dataset else {}
+    if stage in own:
+        return own[stage]["backend"]
+    if stage not in config.get("stages", {}):
+        raise ValueError(
+            f"stage {stage} has no backend: config.yaml's stages (or datasets.{dataset}.stages) names none"
+        )
     return config["stages"][stage]["backend"]
+
+
+def dataset_stages(dataset):
+    """The stages configured for `dataset`: the top-level ones and its own (`datasets.<dataset>.stages`)."""
+    return [s for s in STAGES if s in config.get("stages", {}) or s in dataset_cfg(dataset).get("stages", {})]
 
 
 def backend_cfg(stage, backend):
@@ -203,7 +220,7 @@ def backend_cfg(stage, backend):
 
 
 def store_path(dataset, stage, backend=None):
-    return f"data/derived/{dataset}/{stage}/{backend or stage_backend(stage)}.h5"
+    return f"data/derived/{dataset}/{stage}/{backend or stage_backend(stage, dataset)}.h5"
 
 
 def backend_params(wildcards):
@@ -212,7 +229,7 @@ def backend_params(wildcards):
     params = dict(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}))
     if wildcards.stage == "cloth_masks":
         # the cloth scheme belongs to the parsing backend's label set, so it follows that backend
-        label_set = stage_backend("parsing")
+        label_set = stage_backend("parsing", wildcards.dataset)
         schemes = config.get("cloth_schemes", {})
         if label_set not in schemes:
             raise ValueError(f"cloth_schemes has no scheme for the parsing backend {label_set!r} (config/config.yaml)")

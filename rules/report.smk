@@ -44,7 +44,9 @@ rule cmc_curves:
 rule dataset_summary:
     input:
         protocol=rules.lists.output.protocol,
-        stages=lambda w: [store_path(w.dataset, s).removesuffix(".h5") + ".summary.json" for s in config["stages"]],
+        stages=lambda w: [
+            store_path(w.dataset, s).removesuffix(".h5") + ".summary.json" for s in dataset_stages(w.dataset)
+        ],
     output:
         report(
             "results/{dataset}/figures/summary.html",

@@ -78,7 +78,7 @@ rule alphapose_export:
 rule contact_sheet:
     input:
         images=rules.pack.output[0],
-        stores=lambda w: [store_path(w.dataset, s) for s in config["stages"]],
+        stores=lambda w: [store_path(w.dataset, s) for s in dataset_stages(w.dataset)],
     output:
         report(
             "data/derived/{dataset}/contact_sheet.png",

@@ -260,6 +260,33 @@ def test_offline_preprocessing_chain_plans_every_stage(workflow):
     assert '"label_set": "keypoint-geometry"' in proc.stdout  # the cloth scheme follows the parsing backend
 
 
+def test_a_dataset_can_choose_its_own_stage_backends(workflow):
+    """datasets.<d>.stages overrides the top-level stages for that dataset only; what reads the store follows."""
+    cfg = {"datasets": {"tiny": {**TINY_CONFIG["datasets"]["tiny"],
+                                 "stages": {"keypoints": {"backend": "groundtruth"}}}}}
+    (workflow / "ownstages.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workflow, "-n", "-p", "data/derived/tiny/contact_sheet.png",
+                     "data/derived/synthetic/silhouettes/grabcut.h5", "--configfile", "tiny.yaml",
+                     "--configfile", "ownstages.yaml")
+    runs = [ln for ln in proc.stdout.splitlines() if "pipeline.stages run" in ln]
+    tiny_keypoints = [ln for ln in runs if "--stage keypoints" in ln and "derived/tiny/" in ln]
+    assert tiny_keypoints and all("--backend groundtruth" in ln for ln in tiny_keypoints)
+    assert all("data/raw/tiny/groundtruth/groundtruth.h5" in ln for ln in tiny_keypoints)
+    # GrabCut on tiny is seeded by the truth, on the other dataset by mediapipe as configured at the top
+    grabcut = [ln for ln in runs if "--backend grabcut" in ln]
+    assert any("derived/tiny/" in ln and "--input-store data/derived/tiny/keypoints/groundtruth.h5" in ln
+               for ln in grabcut)
+    assert any("derived/synthetic/" in ln and "--input-store data/derived/synthetic/keypoints/mediapipe.h5" in ln
+               for ln in grabcut)
+    assert not any("derived/tiny/keypoints/mediapipe" in ln for ln in proc.stdout.splitlines())
+    # a backend the code does not have is refused for that dataset too
+    cfg["datasets"]["tiny"]["stages"] = {"keypoints": {"backend": "nosuch"}}
+    (workflow / "ownstages.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workflow, "-n", "data/derived/tiny/contact_sheet.png", "--configfile", "tiny.yaml",
+                     "--configfile", "ownstages.yaml", check=False)
+    assert proc.returncode != 0 and "backend 'nosuch' of stage keypoints is not configured" in proc.stdout + proc.stderr
+
+
 def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow, tmp_path):
     # config files merge, so a scheme cannot be removed by --configfile: edit config.yaml in a copy
     copy = tmp_path / "wf"
