@@ -27,12 +27,16 @@ REPO = Path(__file__).resolve().parents[1]
 BACKENDS = [("keypoints", "groundtruth"), ("keypoints", "mediapipe"), ("silhouettes", "grabcut"),
             ("silhouettes", "mediapipe"), ("silhouettes", "groundtruth"), ("parsing", "keypoint-geometry"),
             ("cloth_masks", "parsing"), ("faces", "mediapipe"), ("faces", "mediapipe/whole-crop"),
-            ("faces_restored", "bicubic")]
+            ("faces_restored", "bicubic"),
+            # as the benchmark's config wires them (synthetic_bench reads keypoints and silhouettes from the truth)
+            ("parsing", "keypoint-geometry/truth"), ("faces", "mediapipe/truth-keypoints")]
 # the stores each backend reads, as the default workflow wires them
 INPUTS = {("silhouettes", "grabcut"): ["keypoints-mediapipe"],
           ("parsing", "keypoint-geometry"): ["keypoints-mediapipe", "silhouettes-grabcut"],
           ("cloth_masks", "parsing"): ["parsing-keypoint-geometry"], ("faces", "mediapipe"): ["keypoints-mediapipe"],
           ("faces", "mediapipe/whole-crop"): ["keypoints-mediapipe"],
+          ("parsing", "keypoint-geometry/truth"): ["keypoints-groundtruth", "silhouettes-groundtruth"],
+          ("faces", "mediapipe/truth-keypoints"): ["keypoints-groundtruth"],
           ("faces_restored", "bicubic"): ["faces-mediapipe"]}
 
 
@@ -172,7 +176,7 @@ def main() -> None:
         print(f"{n} synthetic images, 1 process each (CPU: {subprocess.getoutput('nproc')} cores)\n")
         print(f"{'stage':<14} {'backend':<22} {'img/s':>7} {'found':>7}  quality vs ground truth")
         for stage, backend in backends:
-            shard = work / f"{stage}-{backend}.shard.h5"
+            shard = work / f"{stage}-{backend.replace('/', '-')}.shard.h5"
             t0 = time.perf_counter()
             wait(cli(*stage_args(work, stage, backend, 0, 1, shard)))
             seconds = time.perf_counter() - t0  # includes start-up and model loading, as a rule's job does
