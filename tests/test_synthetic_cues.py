@@ -1,7 +1,9 @@
 """The cue measurements (pipeline.synthetic.cues): exact descriptors on drawn inputs, the 1-NN retrieval, and what
 they say about a generated dataset."""
 import json
+import shutil
 
+import h5py
 import numpy as np
 import pytest
 
@@ -119,3 +121,13 @@ def test_the_cli_writes_the_table_and_names_a_missing_ground_truth(cue_dataset, 
     assert "changed outfit R1" in capsys.readouterr().out
     with pytest.raises(InputError, match="groundtruth.h5: not found"):
         main(["--root", str(tmp_path)])
+
+
+def test_an_image_path_outside_the_root_is_refused(cue_dataset, tmp_path):
+    gt = tmp_path / "groundtruth.h5"
+    shutil.copy(cue_dataset / "groundtruth/groundtruth.h5", gt)
+    with h5py.File(gt, "r+") as f:
+        test_row = int(np.flatnonzero(f["split"][:] == b"test")[0])
+        f["path"][test_row] = "../elsewhere/x.jpg"
+    with pytest.raises(InputError, match="not inside the dataset root"):
+        describe(cue_dataset, gt)

@@ -103,7 +103,10 @@ def describe(root: str | Path, groundtruth: str | Path, split: str = "test",
         descriptors = {cue: [] for cue in CUES}
         paths, keypoints, boxes = gt["path"][:][rows], gt["keypoints"][:][rows], gt["face_box"][:][rows]
         for i, r in enumerate(show_progress(rows, "cues", enabled=progress, unit="images")):
-            path = root / (paths[i].decode() if isinstance(paths[i], bytes) else paths[i])
+            rel = Path(paths[i].decode() if isinstance(paths[i], bytes) else paths[i])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise InputError(f"{groundtruth}: image path {rel} is not inside the dataset root {root}")
+            path = root / rel
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise InputError(f"{path}: missing or not an image (named in {groundtruth})")
@@ -134,7 +137,8 @@ def nearest_neighbour_rank1(features: np.ndarray, pids: np.ndarray, query: np.nd
     used = features[q | g]
     std = used.std(0)
     z = (features - used.mean(0)) / np.where(std > 0, std, 1)
-    d = ((z[q][:, None, :] - z[g][None, :, :]) ** 2).sum(2)
+    zq, zg = z[q], z[g]
+    d = (zq**2).sum(1)[:, None] + (zg**2).sum(1)[None, :] - 2 * zq @ zg.T  # no Q×G×D array: the train split is big
     return float((pids[g][d.argmin(1)] == pids[q]).mean()), int(q.sum())
 
 
