@@ -7,4 +7,4 @@ bash scripts/setup.sh
 source .venv/bin/activate
 ruff check .
 snakefmt --check Snakefile rules/
-python -m pytest "$@"
+python -m pytest --durations=25 "$@"   # the slowest tests, to keep CI within its 30 minutes

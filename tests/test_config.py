@@ -126,10 +126,14 @@ def test_the_workflow_schema_enums_are_the_registries():
     from pipeline.stages.backends import STAGES
     from trainer.methods import METHODS
 
-    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]
-    assert sorted(schema["datasets"]["additionalProperties"]["properties"]["format"]["enum"]) == FORMATS.names()
+    full = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    schema = full["properties"]
+    dataset = schema["datasets"]["additionalProperties"]["properties"]
+    assert sorted(dataset["format"]["enum"]) == FORMATS.names()
     assert sorted(schema["methods"]["items"]["enum"]) == METHODS.names()
-    assert list(schema["stages"]["properties"]) == list(STAGES)
+    # the top-level stages and a dataset's own are the one definition, whose stages are the code's
+    assert schema["stages"] == dataset["stages"] == {"$ref": "#/$defs/stages"}
+    assert list(full["$defs"]["stages"]["properties"]) == list(STAGES)
     inputs = schema["backends"]["additionalProperties"]["additionalProperties"]["properties"]["inputs"]["items"]["enum"]
     assert set(inputs) <= set(STAGES) and "faces_restored" not in inputs  # nothing reads restored faces as an input
     methods_on_disk = sorted(read_method_file(p)["method"] for p in (REPO / "config/methods").glob("*.yaml"))

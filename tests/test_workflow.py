@@ -279,12 +279,6 @@ def test_a_dataset_can_choose_its_own_stage_backends(workflow):
     assert any("derived/synthetic/" in ln and "--input-store data/derived/synthetic/keypoints/mediapipe.h5" in ln
                for ln in grabcut)
     assert not any("derived/tiny/keypoints/mediapipe" in ln for ln in proc.stdout.splitlines())
-    # a backend the code does not have is refused for that dataset too
-    cfg["datasets"]["tiny"]["stages"] = {"keypoints": {"backend": "nosuch"}}
-    (workflow / "ownstages.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(workflow, "-n", "data/derived/tiny/contact_sheet.png", "--configfile", "tiny.yaml",
-                     "--configfile", "ownstages.yaml", check=False)
-    assert proc.returncode != 0 and "backend 'nosuch' of stage keypoints is not configured" in proc.stdout + proc.stderr
 
 
 def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow, tmp_path):
