@@ -173,8 +173,7 @@ def method_overrides(wildcards):
 def required_stores(wildcards):
     """The stores of the configured backends for every stage the method declares it requires."""
     needed = method_requires(wildcards.method)
-    configured = {*config.get("stages", {}), *dataset_cfg(wildcards.dataset).get("stages", {})}
-    unknown = [s for s in needed if s not in configured]
+    unknown = [s for s in needed if s not in dataset_stages(wildcards.dataset)]
     if unknown:
         raise ValueError(
             f"method {wildcards.method} requires stages {unknown}, which config.yaml does not configure "
