@@ -7,4 +7,8 @@ bash scripts/setup.sh
 source .venv/bin/activate
 ruff check .
 snakefmt --check Snakefile rules/
-python -m pytest --durations=25 "$@"   # the slowest tests, to keep CI within its 30 minutes
+# Two workers (CCREID_TEST_WORKERS to change): much of the suite waits on subprocesses (snakemake, torchrun, the
+# CLIs), so the second core is idle without them. --dist loadfile keeps each file on one worker, so module-scoped
+# fixtures (a workflow run shared by a file's tests) are built once. --durations: the slowest tests, to keep CI
+# within its 30 minutes.
+python -m pytest -n "${CCREID_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
