@@ -11,7 +11,7 @@ from pipeline.stages.__main__ import main as stages_main
 from pipeline.stages.__main__ import run
 from pipeline.stages.backends import Item, build
 from pipeline.stages.quality import iou, quality
-from pipeline.stages.store import Store, merge, shard_indices, write_shard
+from pipeline.stages.store import Store, decode_rgb, merge, shard_indices, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +70,26 @@ def test_backend_parameters_are_checked():
 def test_groundtruth_store_scores_perfectly_and_a_shifted_one_does_not(pack, tmp_path):
     images = str(pack["images"])
     n = len(ImagePack(images))
-    for stage in ("keypoints", "silhouettes"):
+    for stage in ("keypoints", "silhouettes", "parsing", "faces"):
         run(stage, "groundtruth", images, 0, 1, str(tmp_path / f"{stage}.shard"), {}, gt_file(pack))
         merge([tmp_path / f"{stage}.shard"], tmp_path / f"{stage}.h5", n, ImagePack(images).manifest_sha256)
     kp = quality(str(tmp_path / "keypoints.h5"), images, gt_file(pack))
     sil = quality(str(tmp_path / "silhouettes.h5"), images, gt_file(pack))
+    parsing = quality(str(tmp_path / "parsing.h5"), images, gt_file(pack))
+    faces = quality(str(tmp_path / "faces.h5"), images, gt_file(pack))
     assert kp["pck@0.1"] == 1.0 and kp["found_rate"] == 1.0
     assert sil["mean_iou"] == 1.0
+    assert parsing["miou"] == 1.0 and min(parsing["iou_per_class"].values()) == 1.0
+    assert 0 < faces["with_face"] < n  # back views have no face: found exactly where one is visible
+    assert faces["found_rate"] == 1.0 and faces["mean_box_iou"] == 1.0 and faces["false_detection_rate_back_views"] == 0
+    with h5py.File(gt_file(pack)) as truth, h5py.File(tmp_path / "faces.h5") as store:
+        for i in np.flatnonzero(store["found"][:])[:3]:  # the crop's middle 1/1.3 is the true face box
+            x1, y1, x2, y2 = np.round(truth["face_box"][i]).astype(int)
+            face = ImagePack(images).image(int(i))[y1:y2, x1:x2].reshape(-1, 3).mean(0)
+            crop = decode_rgb(store["crop_png"][i])
+            inset = int(crop.shape[0] * (1 - 1 / 1.3) / 2)
+            middle = crop[inset:-inset, inset:-inset].reshape(-1, 3).mean(0)
+            assert np.abs(middle - face).max() < 12, (i, middle, face)
     # shift every predicted joint by 30% of the person's height: none is within 10%
     with h5py.File(tmp_path / "keypoints.h5", "r+") as f:
         kps = f["keypoints"][:]

@@ -350,17 +350,19 @@ def test_schp_input_warp_is_schps_affine():
     np.testing.assert_allclose(apply(0, 120), [236 - 118, 472], atol=1e-4)
 
 
-@pytest.mark.parametrize("parser", ["schp-atr", "schp-lip", "schp-pascal", "keypoint-geometry"])
+@pytest.mark.parametrize("parser", ["schp-atr", "schp-lip", "schp-pascal", "keypoint-geometry", "groundtruth"])
 def test_configured_cloth_schemes_fit_their_label_sets(parser):
     import yaml
 
     from pipeline.stages.parsing import GEOMETRY_LABELS
     from pipeline.stages.schp import LABEL_SETS
+    from pipeline.synthetic import PART_LABELS
 
     from .conftest import REPO
 
     scheme = yaml.safe_load((REPO / "config/config.yaml").read_text())["cloth_schemes"][parser]
-    labels = GEOMETRY_LABELS if parser == "keypoint-geometry" else LABEL_SETS[parser.removeprefix("schp-")]
+    labels = {"keypoint-geometry": GEOMETRY_LABELS, "groundtruth": sorted(PART_LABELS, key=PART_LABELS.get)}.get(
+        parser) or LABEL_SETS[parser.removeprefix("schp-")]
     backend = build("cloth_masks", "parsing", {"label_set": parser, **scheme})
     backend.bind({"parsing": {"labels": json.dumps(labels)}})  # every name known, every foreground label placed
 

@@ -11,6 +11,9 @@ detector gives none), a score, and a crop aligned by a similarity transform to t
   params (GPEN's: confidence 0.9, NMS 0.4), on the same head region, aligned with all 5 landmarks.
 - `gpen` (faces_restored): GPEN-BFR-512 or -256 (pipeline.stages.gpen) on the aligned crop resized to the
   model's size, as GPEN's FaceGAN.process feeds it (bilinear resize, RGB in [-1, 1]).
+- `groundtruth` (faces): the synthetic dataset's true face box (none where the face is turned away), eyes and
+  nose from its true keypoints (no mouth corners: NaN), and a crop of the box squared and enlarged by
+  `context` — not landmark-aligned; for the benchmark and for testing downstream logic.
 - `bicubic` (faces_restored): the aligned crop upsampled with bicubic interpolation — no restoration,
   named for what it is.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .backends import AT_LEAST_1, DEVICE, UNIT, Backend, Item, OneOf, register
+from .backends import AT_LEAST_1, DEVICE, UNIT, Backend, GroundTruthBackend, Item, OneOf, Range, register
 from .store import decode_rgb, encode_rgb
 
 GPEN_SIZES = (256, 512)  # GPEN-BFR-256 and -512: pipeline.stages.gpen.CONFIGS, named here without importing torch
@@ -114,6 +117,31 @@ class MediaPipeFaces(Backend):
 
     def close(self) -> None:
         self.detector.close()
+
+
+@register
+class GroundTruthFaces(GroundTruthBackend):
+    stage, name = "faces", "groundtruth"
+    defaults = {"crop_size": 224, "context": 1.3}
+    limits = {"crop_size": AT_LEAST_1, "context": Range(1, 4)}
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        size = self.params["crop_size"]
+        box = np.asarray(self.truth["face_box", item.path], np.float32)
+        if np.isnan(box).any():
+            return not_found(size)
+        kp = np.asarray(self.truth["keypoints", item.path], np.float32)
+        landmarks = np.full((5, 2), np.nan, np.float32)
+        eyes = kp[[1, 2]][np.argsort(kp[[1, 2], 0])]  # image-left eye first, as RetinaFace orders them
+        landmarks[:2] = np.where(eyes[:, 2:] > 0, eyes[:, :2], np.nan)
+        landmarks[2] = kp[0, :2] if kp[0, 2] > 0 else np.nan
+        centre, half = (box[:2] + box[2:]) / 2, self.params["context"] * float((box[2:] - box[:2]).max()) / 2
+        # a square window, resampled with the image's border repeated where it reaches outside
+        scale = size / (2 * half)
+        matrix = np.array([[scale, 0, size / 2 - scale * centre[0]], [0, scale, size / 2 - scale * centre[1]]])
+        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        return {"found": np.bool_(True), "box": box, "landmarks": landmarks, "score": np.float32(1),
+                "crop_png": encode_rgb(crop)}
 
 
 @register

@@ -5,6 +5,8 @@
 - `keypoint-geometry`: the offline default, and named for what it is — not a learned parser. Coarse parts
   (head, torso, arms, legs, shoes) drawn from the keypoints store's joints, then every pixel of the
   silhouettes store's mask takes the label of the nearest drawn part.
+- `groundtruth`: the synthetic dataset's part maps as they are, labels named as its ground truth names them
+  (background, head, hair, skin, top, bottom, shoes); for the benchmark and for testing downstream logic.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import json
 import cv2
 import numpy as np
 
-from .backends import DEVICE, FRACTION, UNIT, Backend, Item, Range, register
+from ..errors import InputError
+from .backends import DEVICE, FRACTION, UNIT, Backend, GroundTruthBackend, Item, Range, register
 from .store import decode_png, encode_png
 
 GEOMETRY_LABELS = ("background", "head", "torso", "arms", "legs", "shoes")
@@ -84,6 +87,28 @@ class KeypointGeometry(Backend):
             radius = max(0.35 * span, 0.05 * h)
             cv2.circle(seeds, tuple(int(v) for v in centre), max(2, round(radius)), _HEAD, -1)
         labels = nearest_part(mask, seeds)
+        return {"labels_png": encode_png(labels), "found": np.bool_(labels.any())}
+
+
+@register
+class GroundTruthParsing(GroundTruthBackend):
+    stage, name = "parsing", "groundtruth"
+
+    def __init__(self, params=None, model_file=None):
+        super().__init__(params, model_file)
+        values = json.loads(self.truth.file.attrs["part_labels"])  # name -> value, as the generator wrote them
+        self.labels = sorted(values, key=values.get)
+        if [values[n] for n in self.labels] != list(range(len(values))) or self.labels[0] != "background":
+            raise InputError(f"{self.model_file}: part labels {values} are not background = 0 and then 1, 2, ...")
+
+    def store_attrs(self) -> dict:
+        return {"labels": json.dumps(self.labels)}
+
+    def __call__(self, image: np.ndarray, item: Item) -> dict:
+        labels = decode_png(self.truth["parts_png", item.path])
+        if labels.shape != image.shape[:2] or labels.max() >= len(self.labels):
+            raise InputError(f"{self.model_file}: the part map of {item.path} ({labels.shape}, labels up to "
+                             f"{labels.max()}) does not fit its image {image.shape[:2]} and labels {self.labels}")
         return {"labels_png": encode_png(labels), "found": np.bool_(labels.any())}
 
 

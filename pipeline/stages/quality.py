@@ -85,16 +85,20 @@ def parsing_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
     import json
 
     labels = json.loads(store.attrs["labels"])
-    missing = sorted(set(labels) - set(_PRED_TO_COARSE))
-    if missing:
-        raise InputError(f"no coarse mapping for parsing labels {missing}")
-    lut = np.array([_PRED_TO_COARSE[n] for n in labels], np.uint8)
-    inter, union = np.zeros(len(COARSE)), np.zeros(len(COARSE))
     with open_groundtruth(groundtruth) as gt:
+        truth_labels = json.loads(gt.attrs["part_labels"])
+        # a store of the truth's own labels (the groundtruth backend) is coarsened as the truth is
+        same_as_truth = labels == sorted(truth_labels, key=truth_labels.get)
+        missing = [] if same_as_truth else sorted(set(labels) - set(_PRED_TO_COARSE))
+        if missing:
+            raise InputError(f"no coarse mapping for parsing labels {missing}")
+        lut = None if same_as_truth else np.array([_PRED_TO_COARSE[n] for n in labels], np.uint8)
+        inter, union = np.zeros(len(COARSE)), np.zeros(len(COARSE))
         rows = _truth_rows(gt, pack)
         for i, r in enumerate(rows):
-            pred = lut[store.png("labels_png", i)]
             truth = _truth_coarse(decode_png(gt["parts_png"][r]), gt["keypoints"][r])
+            predicted = store.png("labels_png", i)
+            pred = _truth_coarse(predicted, gt["keypoints"][r]) if same_as_truth else lut[predicted]
             for c in range(len(COARSE)):
                 p, t = pred == c, truth == c
                 inter[c] += np.logical_and(p, t).sum()
