@@ -240,6 +240,18 @@ def open_groundtruth(path: str):
     return f
 
 
+def part_label_names(truth_file, path: str) -> list[str]:
+    """The synthetic truth's part label names in label order (its `part_labels` attribute: name -> value), which
+    must be background = 0 and then 1, 2, ... — the label set of a groundtruth parsing store."""
+    import json
+
+    values = json.loads(truth_file.attrs["part_labels"])
+    names = sorted(values, key=values.get)
+    if [values[n] for n in names] != list(range(len(values))) or names[0] != "background":
+        raise InputError(f"{path}: part labels {values} are not background = 0 and then 1, 2, ...")
+    return names
+
+
 class GroundTruth:
     """The synthetic dataset's groundtruth.h5, looked up by image path (relative to the dataset root)."""
 

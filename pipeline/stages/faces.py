@@ -32,6 +32,11 @@ TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.73
                          [70.7299, 92.2041]], np.float32)
 
 
+def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The size×size face crop under a 2×3 affine `matrix`, the image's border repeated where it reaches outside."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+
 def align(image: np.ndarray, points: np.ndarray, template_points: np.ndarray, size: int) -> np.ndarray | None:
     """Warp `image` by the similarity transform that takes `points` (N×2) onto `template_points` (the
     same N points of the 112×112 template) scaled to size×size; None when no transform fits."""
@@ -39,7 +44,7 @@ def align(image: np.ndarray, points: np.ndarray, template_points: np.ndarray, si
                                             (template_points * size / 112.0).reshape(-1, 1, 2), method=cv2.LMEDS)
     if matrix is None:
         return None
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return warp_crop(image, matrix, size)
 
 
 def search_region(shape, keypoints: dict | None, around_head: bool = True) -> tuple[int, int, int, int]:
@@ -136,10 +141,9 @@ class GroundTruthFaces(GroundTruthBackend):
         landmarks[:2] = np.where(eyes[:, 2:] > 0, eyes[:, :2], np.nan)
         landmarks[2] = kp[0, :2] if kp[0, 2] > 0 else np.nan
         centre, half = (box[:2] + box[2:]) / 2, self.params["context"] * float((box[2:] - box[:2]).max()) / 2
-        # a square window, resampled with the image's border repeated where it reaches outside
-        scale = size / (2 * half)
+        scale = size / (2 * half)  # a square window around the box's centre
         matrix = np.array([[scale, 0, size / 2 - scale * centre[0]], [0, scale, size / 2 - scale * centre[1]]])
-        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        crop = warp_crop(image, matrix, size)
         return {"found": np.bool_(True), "box": box, "landmarks": landmarks, "score": np.float32(1),
                 "crop_png": encode_rgb(crop)}
 

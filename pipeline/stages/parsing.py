@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .backends import DEVICE, FRACTION, UNIT, Backend, GroundTruthBackend, Item, Range, register
+from .backends import DEVICE, FRACTION, UNIT, Backend, GroundTruthBackend, Item, Range, part_label_names, register
 from .store import decode_png, encode_png
 
 GEOMETRY_LABELS = ("background", "head", "torso", "arms", "legs", "shoes")
@@ -96,10 +96,7 @@ class GroundTruthParsing(GroundTruthBackend):
 
     def __init__(self, params=None, model_file=None):
         super().__init__(params, model_file)
-        values = json.loads(self.truth.file.attrs["part_labels"])  # name -> value, as the generator wrote them
-        self.labels = sorted(values, key=values.get)
-        if [values[n] for n in self.labels] != list(range(len(values))) or self.labels[0] != "background":
-            raise InputError(f"{self.model_file}: part labels {values} are not background = 0 and then 1, 2, ...")
+        self.labels = part_label_names(self.truth.file, self.model_file)
 
     def store_attrs(self) -> dict:
         return {"labels": json.dumps(self.labels)}

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..imagepack import ImagePack
-from .backends import open_groundtruth
+from .backends import open_groundtruth, part_label_names
 from .store import Store, decode_png
 
 
@@ -86,9 +86,8 @@ def parsing_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
 
     labels = json.loads(store.attrs["labels"])
     with open_groundtruth(groundtruth) as gt:
-        truth_labels = json.loads(gt.attrs["part_labels"])
         # a store of the truth's own labels (the groundtruth backend) is coarsened as the truth is
-        same_as_truth = labels == sorted(truth_labels, key=truth_labels.get)
+        same_as_truth = labels == part_label_names(gt, groundtruth)
         missing = [] if same_as_truth else sorted(set(labels) - set(_PRED_TO_COARSE))
         if missing:
             raise InputError(f"no coarse mapping for parsing labels {missing}")
@@ -96,9 +95,10 @@ def parsing_quality(store: Store, pack: ImagePack, groundtruth: str) -> dict:
         inter, union = np.zeros(len(COARSE)), np.zeros(len(COARSE))
         rows = _truth_rows(gt, pack)
         for i, r in enumerate(rows):
-            truth = _truth_coarse(decode_png(gt["parts_png"][r]), gt["keypoints"][r])
+            keypoints = gt["keypoints"][r]
+            truth = _truth_coarse(decode_png(gt["parts_png"][r]), keypoints)
             predicted = store.png("labels_png", i)
-            pred = _truth_coarse(predicted, gt["keypoints"][r]) if same_as_truth else lut[predicted]
+            pred = _truth_coarse(predicted, keypoints) if same_as_truth else lut[predicted]
             for c in range(len(COARSE)):
                 p, t = pred == c, truth == c
                 inter[c] += np.logical_and(p, t).sum()
