@@ -33,7 +33,8 @@ use rule evaluate as evaluate_seed with:
 
 rule benchmark_table:
     input:
-        benchmark_metrics,
+        metrics=benchmark_metrics,
+        timings=benchmark_timings,
     output:
         table="results/benchmark/table.md",
         html=report(
@@ -49,8 +50,8 @@ rule benchmark_table:
     params:
         spec=benchmark_table_args,
     shell:
-        "python -m trainer.figures benchmark-table {params.spec} --out {output.table} --html {output.html} {input} "
-        "> {log} 2>&1"
+        "python -m trainer.figures benchmark-table {params.spec} --out {output.table} --html {output.html} "
+        "{input.metrics} --timings {input.timings} > {log} 2>&1"
 
 
 localrules:

@@ -391,6 +391,15 @@ def benchmark_metrics(wildcards):
     return [f"results/{d}/{m}/seed{s}/metrics.json" for d, m in runs for s in b["seeds"]]
 
 
+def benchmark_timings(wildcards):
+    """The train and evaluate jobs' benchmark files beside each metrics.json: what each run cost."""
+    return [
+        m.replace("metrics.json", f"{job}.benchmark.tsv")
+        for m in benchmark_metrics(wildcards)
+        for job in ("train", "evaluate")
+    ]
+
+
 def benchmark_table_args(wildcards):
     b = benchmark_cfg()
     oracle = f"--oracle {b['oracle']} --oracle-method {b['oracle_method']} " if b.get("oracle") else ""

@@ -10,11 +10,13 @@ Measure on the dataset you will run (or scale by its size): a shard's cost grows
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import re
 import sys
 from pathlib import Path
+
+from pipeline.benchmark_file import read_benchmark_file
+from pipeline.errors import InputError
 
 SHARD = re.compile(r"(?P<stage>[^/]+)/(?P<backend>[^/]+)\.\d+-of-\d+\.benchmark\.tsv$")
 
@@ -25,17 +27,6 @@ def rule_of(path: Path) -> str | None:
         return path.name.split(".")[0]
     m = SHARD.search(path.as_posix())
     return f"stage_shard:{m['stage']}" if m else None
-
-
-def read(path: Path) -> tuple[float, float]:
-    """(seconds, max_rss MB), the largest over the file's rows (a rule run with --benchmark-repeats has several)."""
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    if not rows or "s" not in rows[0] or "max_rss" not in rows[0]:
-        raise SystemExit(f"{path}: not a Snakemake benchmark file (columns s and max_rss)")
-    # max_rss is "NA" where the job ended before it could be sampled
-    rss = [float(r["max_rss"]) for r in rows if r["max_rss"] not in ("NA", "-")]
-    return max(float(r["s"]) for r in rows), max(rss, default=0.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
             rule = rule_of(path)
             if rule is None:
                 continue
-            s, rss = read(path)
+            try:
+                s, rss = read_benchmark_file(path)
+            except InputError as err:
+                raise SystemExit(str(err)) from None
             seen = largest.setdefault(rule, [0.0, 0.0, 0])
             seen[0], seen[1], seen[2] = max(seen[0], s), max(seen[1], rss), seen[2] + 1
     if not largest:

@@ -241,3 +241,46 @@ def test_benchmark_table_summarises_seeds_and_compares_with_the_baseline(tmp_pat
     general.write_text(json.dumps(_metrics("cal", {"general": 0.5})))
     with pytest.raises(InputError, match="general.json: no SC, CC protocol"):
         benchmark_rows([general], "tiny", None, ["cal"], [1])
+
+
+BENCH_TSV = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def test_benchmark_table_says_what_each_seed_cost(tmp_path):
+    """With the runs' train / evaluate benchmark files: minutes per seed (mean ± std of train + evaluate), the
+    largest peak memory, the total; a run without its files, or a file beside no run, is refused."""
+    from trainer.figures.benchmark import benchmark_rows, table_html, table_markdown
+
+    paths, timings = [], []
+    for m, minutes in (("baseline", (10, 20)), ("cal", (30, 50))):
+        for seed, train_min in zip((1, 2), minutes, strict=True):
+            run = tmp_path / "bench" / m / f"seed{seed}"
+            run.mkdir(parents=True)
+            metrics = run / "metrics.json"
+            metrics.write_text(_seeded(tmp_path, "bench", m, seed, 0.8, 0.3).read_text())
+            paths.append(metrics)
+            for job, seconds, rss in (("train", 60 * train_min, 1024 * seed), ("evaluate", 60, "NA")):
+                (run / f"{job}.benchmark.tsv").write_text(BENCH_TSV + f"{seconds}\t0\t{rss}\t1\t1\t1\t0\t0\t0\t0\n")
+                timings.append(run / f"{job}.benchmark.tsv")
+    rows = benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=timings)
+    np.testing.assert_allclose(rows[0]["minutes"], (16.0, np.sqrt(50)))  # 11 and 21 min, evaluation included
+    np.testing.assert_allclose(rows[1]["minutes"], (41.0, np.sqrt(200)))
+    assert rows[1]["peak GiB"] == 2.0 and rows[0]["seconds"] == 60 * 32
+    md = table_markdown(rows, "bench")
+    assert md.splitlines()[2].endswith("| min / seed | peak GiB |")
+    assert md.splitlines()[4].endswith("| 16.0 ± 7.1 | 2.0 |")
+    assert md.rstrip().endswith("all 4 runs, one after another: 1 h 54 min wall time.")  # 11 + 21 + 31 + 51
+    assert "1 h 54 min" in table_html(rows, "bench")
+    assert "min / seed" not in table_markdown(benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2]),
+                                               "bench")
+
+    with pytest.raises(InputError, match=r"cal/seed2/metrics.json: no evaluate.benchmark.tsv beside it"):
+        benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=timings[:-1])
+    stray = tmp_path / "elsewhere" / "train.benchmark.tsv"
+    stray.parent.mkdir()
+    stray.write_text(timings[0].read_text())
+    with pytest.raises(InputError, match="benchmark files beside no metrics.json given: .*elsewhere"):
+        benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=[*timings, stray])
+    timings[0].write_text(BENCH_TSV + "soon\t0\t1\t1\t1\t1\t0\t0\t0\t0\n")
+    with pytest.raises(InputError, match="baseline/seed1/train.benchmark.tsv: a value in column s or max_rss"):
+        benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=timings)

@@ -555,8 +555,10 @@ BENCH_CONFIG = {
 @pytest.mark.slow
 def test_a_tiny_benchmark_runs_each_seed_as_its_own_job_and_tabulates_them(workflow):
     """`snakemake benchmark`: 2 methods × 2 seeds and the oracle on the clothes-free twin; the table's rows are the
-    seeds' means; another seed plans only its own runs; the table is in the report."""
+    seeds' means and their cost; another seed plans only its own runs; the table is in the report."""
     import numpy as np
+
+    from pipeline.benchmark_file import read_benchmark_file
 
     (workflow / "bench.yaml").write_text(yaml.safe_dump(BENCH_CONFIG))
     snakemake(workflow, "--cores", "2", "benchmark", "--configfile", "bench.yaml")
@@ -577,6 +579,11 @@ def test_a_tiny_benchmark_runs_each_seed_as_its_own_job_and_tabulates_them(workf
                                            strict=True):
             values = [100 * r["protocols"][protocol][key] for r in reports]
             assert column == f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+    for row, (d, m) in zip(rows, runs, strict=True):  # what a seed cost: its train + evaluate benchmark files
+        minutes = [sum(read_benchmark_file(workflow / f"results/{d}/{m}/seed{s}/{job}.benchmark.tsv")[0]
+                       for job in ("train", "evaluate")) / 60 for s in (1, 2)]
+        assert row[7] == f"{np.mean(minutes):.1f} ± {np.std(minutes, ddof=1):.1f}"
+    assert table[-1].startswith("Training and evaluation of all 6 runs, one after another: 0 h ")
     assert (workflow / "logs/benchmark/table.log").is_file() and (workflow / "logs/tiny/cal/seed2/train.log").is_file()
 
     more = json.loads(json.dumps(BENCH_CONFIG))

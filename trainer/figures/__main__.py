@@ -7,7 +7,9 @@
   curves --history history.jsonl --out H.png [--title T]
   summary --protocol protocol.json --out S.html [STAGE_SUMMARY_JSON ...]
   benchmark-table --dataset D [--oracle D2] --methods M ... --seeds S ... --out T.md --html T.html METRICS_JSON ...
-                                                      mean ± std over seeds of SC / CC mAP and rank-1, and the oracle
+                  [--timings BENCHMARK_TSV ...]
+                                                      mean ± std over seeds of SC / CC mAP and rank-1, the oracle,
+                                                      and (with --timings) each method's wall time and memory
 """
 from __future__ import annotations
 
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seeds", nargs="+", type=int, required=True)
     b.add_argument("--out", required=True, help="the Markdown table")
     b.add_argument("--html", required=True, help="the same table as HTML, for the report")
+    b.add_argument("--timings", nargs="+", default=None,
+                   help="the runs' train.benchmark.tsv and evaluate.benchmark.tsv (Snakemake's benchmark files, "
+                        "beside each metrics.json): adds each method's wall time and peak memory")
     b.add_argument("metrics", nargs="+")
     a = ap.parse_args(argv)
     # imported per figure: matplotlib, h5py and scikit-learn load only where they are drawn
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_curves(a.history, a.out, a.title)
     elif a.figure == "benchmark-table":
         from .benchmark import benchmark_rows, table_html, table_markdown
-        rows = benchmark_rows(a.metrics, a.dataset, a.oracle, a.methods, a.seeds, a.oracle_method)
+        rows = benchmark_rows(a.metrics, a.dataset, a.oracle, a.methods, a.seeds, a.oracle_method, a.timings)
         write_text(a.html, table_html(rows, a.dataset))
         write_text(a.out, table_markdown(rows, a.dataset))
     else:

@@ -2,6 +2,8 @@
 deviation of same-clothes (SC) and clothes-changing (CC) mAP and rank-1 over the seeds, each method's CC mAP
 against the baseline's with the standard error of that difference, and the oracle (a method trained and tested
 on the dataset's clothes-free twin), which bounds what clothes-changing retrieval can reach on these people.
+Given the runs' Snakemake benchmark files, each row also says what a seed cost: training plus evaluation wall time
+and the larger peak memory, and the table ends with the wall time of them all.
 
 Written as Markdown (results/benchmark/table.md, for the README) and HTML (for the report).
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.benchmark_file import read_benchmark_file
 from pipeline.errors import InputError
 
 from .tables import STYLE, _table
@@ -44,20 +47,53 @@ def read_runs(paths: list[str | Path]) -> list[tuple[Path, dict]]:
     return runs
 
 
-def _summary(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one run), in %."""
-    v = 100 * np.asarray(values, float)
+def _summary(values: list[float], scale: float = 100) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one run) of the values times `scale` (by default: in %)."""
+    v = scale * np.asarray(values, float)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+TIMED_JOBS = ("train.benchmark.tsv", "evaluate.benchmark.tsv")
+
+
+def run_costs(metrics_paths: list[Path], timing_paths: list[str | Path]) -> dict[Path, tuple[float, float]]:
+    """For each metrics.json: (train + evaluate wall seconds, the larger peak RSS in MB), from the benchmark files
+    the train and evaluate jobs wrote beside it (`TIMED_JOBS`). A run without both, or a file beside no run, is
+    an error naming it."""
+    by_dir: dict[Path, dict[str, tuple[float, float]]] = {}
+    for path in map(Path, timing_paths):
+        if path.name not in TIMED_JOBS:
+            raise InputError(f"{path}: a benchmark file of a train or evaluate job is named one of {TIMED_JOBS}")
+        by_dir.setdefault(path.parent.resolve(), {})[path.name] = read_benchmark_file(path)
+    costs = {}
+    for path in metrics_paths:
+        jobs = by_dir.pop(path.parent.resolve(), {})
+        missing = [name for name in TIMED_JOBS if name not in jobs]
+        if missing:
+            raise InputError(f"{path}: no {' or '.join(missing)} beside it among the benchmark files given")
+        costs[path] = (sum(s for s, _ in jobs.values()), max(rss for _, rss in jobs.values()))
+    if by_dir:
+        raise InputError(f"benchmark files beside no metrics.json given: {', '.join(map(str, sorted(by_dir)))}")
+    return costs
+
+
 def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, methods: list[str],
-                   seeds: list[int], oracle_method: str = "baseline") -> list[dict]:
+                   seeds: list[int], oracle_method: str = "baseline",
+                   timings: list[str | Path] | None = None) -> list[dict]:
     """One row per method in `methods` order (then the oracle): {label, dataset, seeds, SC/CC mAP and rank1 as
     (mean, std), and for methods other than the baseline the CC mAP difference to it with its standard error}.
+    With `timings` (the runs' train and evaluate benchmark files), also "minutes" (mean, std of a seed's train +
+    evaluate wall time) and "seconds" (their sum) and "peak GiB" (the largest of the runs).
     Every method must have exactly `seeds`: a missing or extra seed is an error naming it."""
+    runs = read_runs(paths)
+    costs = run_costs([p for p, _ in runs], timings) if timings is not None else None
     by_run: dict[tuple[str, str], dict[int, dict]] = {}
-    for _path, report in read_runs(paths):
-        by_run.setdefault((report["dataset"], report["method"]), {})[report["provenance"]["seed"]] = report
+    cost_of: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
+    for path, report in runs:
+        key, seed = (report["dataset"], report["method"]), report["provenance"]["seed"]
+        by_run.setdefault(key, {})[seed] = report
+        if costs is not None:
+            cost_of.setdefault(key, {})[seed] = costs[path]
     wanted = [(dataset, m, m) for m in methods]
     if oracle:
         wanted.append((oracle, oracle_method, f"oracle: {oracle_method} on {oracle}"))
@@ -76,6 +112,11 @@ def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, me
         for p, k in COLUMNS:
             row[f"{p} {k}"] = _summary([got[s]["protocols"][p][k] for s in sorted(seeds)])
         row["_cc_map"] = [100 * got[s]["protocols"]["CC"]["mAP"] for s in sorted(seeds)]
+        if costs is not None:
+            seconds = [cost_of[(d, m)][s][0] for s in sorted(seeds)]
+            row["minutes"] = _summary(seconds, scale=1 / 60)
+            row["seconds"] = float(sum(seconds))
+            row["peak GiB"] = max(cost_of[(d, m)][s][1] for s in seeds) / 1024
         rows.append(row)
     base = next((r for r in rows if r["dataset"] == dataset and r["method"] == "baseline"), None)
     for r in rows:
@@ -97,26 +138,54 @@ def _cell(value: tuple[float, float] | None, signed: bool = False) -> str:
 
 
 HEADER = ["method", "seeds", "SC mAP", "SC R1", "CC mAP", "CC R1", "CC mAP − baseline (± s.e.)"]
+COST_HEADER = ["min / seed", "peak GiB"]
+
+
+def _timed(rows: list[dict]) -> bool:
+    return all("minutes" in r for r in rows)
+
+
+def _header(rows: list[dict]) -> list[str]:
+    return HEADER + COST_HEADER if _timed(rows) else HEADER
 
 
 def _cells(row: dict) -> list[str]:
-    return [row["label"], ",".join(map(str, row["seeds"])), *(_cell(row[f"{p} {k}"]) for p, k in COLUMNS),
-            _cell(row.get("CC mAP vs baseline"), signed=True)]
+    cells = [row["label"], ",".join(map(str, row["seeds"])), *(_cell(row[f"{p} {k}"]) for p, k in COLUMNS),
+             _cell(row.get("CC mAP vs baseline"), signed=True)]
+    if "minutes" in row:
+        cells += [_cell(row["minutes"]), f"{row['peak GiB']:.1f}"]
+    return cells
+
+
+def _caption(rows: list[dict], dataset: str) -> str:
+    caption = (f"Benchmark on {dataset}: mean ± standard deviation over seeds, % "
+               "(CC mAP − baseline: difference of means ± its standard error)")
+    if _timed(rows):
+        caption += ("; min / seed: training + evaluation wall time, peak GiB: the largest resident memory of a "
+                    "run, from Snakemake's benchmark files")
+    return caption
+
+
+def _total(rows: list[dict]) -> str:
+    """The wall time of every run's training and evaluation, one after another."""
+    hours, minutes = divmod(round(sum(r["seconds"] for r in rows) / 60), 60)
+    runs = sum(len(r["seeds"]) for r in rows)
+    return f"Training and evaluation of all {runs} runs, one after another: {hours} h {minutes:02d} min wall time."
 
 
 def table_markdown(rows: list[dict], dataset: str) -> str:
-    lines = [f"Benchmark on {dataset}: mean ± standard deviation over seeds, % "
-             "(CC mAP − baseline: difference of means ± its standard error)", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    header = _header(rows)
+    lines = [_caption(rows, dataset), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    if _timed(rows):
+        lines += ["", _total(rows)]
     return "\n".join(lines) + "\n"
 
 
 def table_html(rows: list[dict], dataset: str) -> str:
-    caption = (f"Benchmark on {dataset}: mean ± standard deviation over seeds, % "
-               "(CC mAP − baseline: difference of means ± its standard error)")
     return (f"<!doctype html><html><head><meta charset=utf-8>{STYLE}</head><body>"
-            + _table(caption, HEADER, [_cells(r) for r in rows], left=2)
+            + _table(_caption(rows, dataset), _header(rows), [_cells(r) for r in rows], left=2)
+            + (f"<p>{escape(_total(rows))}</p>" if _timed(rows) else "")
             + ("<p>" + escape("The oracle is trained and tested on the clothes-free twin of the same people.") + "</p>"
                if any(r["dataset"] != dataset for r in rows) else "")
             + "</body></html>\n")
