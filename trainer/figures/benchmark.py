@@ -47,9 +47,9 @@ def read_runs(paths: list[str | Path]) -> list[tuple[Path, dict]]:
     return runs
 
 
-def _summary(values: list[float], scale: float = 100) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one run) of the values times `scale` (by default: in %)."""
-    v = scale * np.asarray(values, float)
+def _summary(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one run), in %."""
+    v = 100 * np.asarray(values, float)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
@@ -82,8 +82,9 @@ def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, me
                    timings: list[str | Path] | None = None) -> list[dict]:
     """One row per method in `methods` order (then the oracle): {label, dataset, seeds, SC/CC mAP and rank1 as
     (mean, std), and for methods other than the baseline the CC mAP difference to it with its standard error}.
-    With `timings` (the runs' train and evaluate benchmark files), also "minutes" (mean, std of a seed's train +
-    evaluate wall time) and "seconds" (their sum) and "peak GiB" (the largest of the runs).
+    With `timings` (the runs' train and evaluate benchmark files), also "minutes" (the fastest and the slowest
+    seed's train + evaluate wall time: seeds do the same work, so the fastest is the cost on an otherwise idle
+    machine and a slower one shared it), "seconds" (the seeds' sum) and "peak GiB" (the largest of the runs).
     Every method must have exactly `seeds`: a missing or extra seed is an error naming it."""
     runs = read_runs(paths)
     costs = run_costs([p for p, _ in runs], timings) if timings is not None else None
@@ -114,7 +115,7 @@ def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, me
         row["_cc_map"] = [100 * got[s]["protocols"]["CC"]["mAP"] for s in sorted(seeds)]
         if costs is not None:
             seconds = [cost_of[(d, m)][s][0] for s in sorted(seeds)]
-            row["minutes"] = _summary(seconds, scale=1 / 60)
+            row["minutes"] = (min(seconds) / 60, max(seconds) / 60)
             row["seconds"] = float(sum(seconds))
             row["peak GiB"] = max(cost_of[(d, m)][s][1] for s in seeds) / 1024
         rows.append(row)
@@ -138,7 +139,7 @@ def _cell(value: tuple[float, float] | None, signed: bool = False) -> str:
 
 
 HEADER = ["method", "seeds", "SC mAP", "SC R1", "CC mAP", "CC R1", "CC mAP − baseline (± s.e.)"]
-COST_HEADER = ["min / seed", "peak GiB"]
+COST_HEADER = ["min / seed (fastest–slowest)", "peak GiB"]
 
 
 def _timed(rows: list[dict]) -> bool:
@@ -153,7 +154,7 @@ def _cells(row: dict) -> list[str]:
     cells = [row["label"], ",".join(map(str, row["seeds"])), *(_cell(row[f"{p} {k}"]) for p, k in COLUMNS),
              _cell(row.get("CC mAP vs baseline"), signed=True)]
     if "minutes" in row:
-        cells += [_cell(row["minutes"]), f"{row['peak GiB']:.1f}"]
+        cells += ["{:.1f}–{:.1f}".format(*row["minutes"]), f"{row['peak GiB']:.1f}"]
     return cells
 
 
@@ -161,8 +162,8 @@ def _caption(rows: list[dict], dataset: str) -> str:
     caption = (f"Benchmark on {dataset}: mean ± standard deviation over seeds, % "
                "(CC mAP − baseline: difference of means ± its standard error)")
     if _timed(rows):
-        caption += ("; min / seed: training + evaluation wall time, peak GiB: the largest resident memory of a "
-                    "run, from Snakemake's benchmark files")
+        caption += ("; min / seed: training + evaluation wall time of the fastest and the slowest seed, peak GiB: "
+                    "the largest resident memory of a run, both from Snakemake's benchmark files")
     return caption
 
 
