@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .errors import UserError
+from .errors import InputError, UserError
 
 
 def _one_line(e: BaseException) -> str | None:
@@ -38,3 +38,17 @@ def reports_user_errors(main: Callable[..., int]) -> Callable[..., int]:
             return 2
 
     return wrapper
+
+
+def key_value_args(args: list[str], option: str, form: str) -> dict[str, str]:
+    """['KEY=VALUE', ...] of a repeatable option -> {key: value}; a malformed or repeated key is an error naming
+    the option and the argument. `form` spells the expected shape for the message ('STAGE=PATH')."""
+    pairs: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"{option} {arg!r}: expected {form}")
+        if key in pairs:
+            raise InputError(f"{option} {key} is given twice ({pairs[key]} and {value})")
+        pairs[key] = value
+    return pairs

@@ -391,19 +391,34 @@ def benchmark_metrics(wildcards):
     return [f"results/{d}/{m}/seed{s}/metrics.json" for d, m in runs for s in b["seeds"]]
 
 
+def benchmark_teachers():
+    """{method: teacher} for the benchmark's methods that train from another's model (DeSKPro): the table charges
+    them the teacher's training of the same seed."""
+    return {m: method_spec(m)["teacher"] for m in benchmark_cfg()["methods"] if method_spec(m)["teacher"]}
+
+
 def benchmark_timings(wildcards):
-    """The train and evaluate jobs' benchmark files beside each metrics.json: what each run cost."""
-    return [
+    """The train and evaluate jobs' benchmark files beside each metrics.json, and a taught method's teacher's train
+    job of the same seed: what each run cost."""
+    b, teachers = benchmark_cfg(), benchmark_teachers()
+    files = [
         m.replace("metrics.json", f"{job}.benchmark.tsv")
         for m in benchmark_metrics(wildcards)
         for job in ("train", "evaluate")
     ]
+    files += [
+        f"results/{b['dataset']}/{teacher}/seed{s}/train.benchmark.tsv"
+        for teacher in teachers.values()
+        for s in b["seeds"]
+    ]
+    return files
 
 
 def benchmark_table_args(wildcards):
     b = benchmark_cfg()
     oracle = f"--oracle {b['oracle']} --oracle-method {b['oracle_method']} " if b.get("oracle") else ""
+    teachers = " ".join(f"{m}={t}" for m, t in benchmark_teachers().items())
     return (
         f"--dataset {b['dataset']} {oracle}--methods {' '.join(b['methods'])} "
-        f"--seeds {' '.join(map(str, b['seeds']))}"
+        f"--seeds {' '.join(map(str, b['seeds']))}" + (f" --teachers {teachers}" if teachers else "")
     )

@@ -3,7 +3,7 @@ import errno
 
 import pytest
 
-from pipeline.cli import reports_user_errors
+from pipeline.cli import key_value_args, reports_user_errors
 from pipeline.errors import InputError, MissingInputError
 
 
@@ -33,3 +33,13 @@ def test_anything_else_is_a_bug_and_keeps_its_traceback(exc, capsys):
     with pytest.raises(type(exc)):
         cli(exc)()
     assert "error:" not in capsys.readouterr().err
+
+
+def test_key_value_options_keep_the_value_whole_and_refuse_a_malformed_or_repeated_key():
+    assert key_value_args(["parsing=a=b.h5", "faces=f.h5"], "--store", "STAGE=PATH") == {
+        "parsing": "a=b.h5", "faces": "f.h5"}
+    for bad in ("parsing", "=x.h5", "parsing="):
+        with pytest.raises(InputError, match=f"--store '{bad}': expected STAGE=PATH"):
+            key_value_args([bad], "--store", "STAGE=PATH")
+    with pytest.raises(InputError, match=r"--teachers deskpro is given twice \(t1 and t2\)"):
+        key_value_args(["deskpro=t1", "deskpro=t2"], "--teachers", "METHOD=TEACHER")

@@ -152,7 +152,8 @@ def _metrics(method, maps, commit="abc123def4567890", streams=None, cmc=True):
                            "num_valid_queries": 7, "num_queries": 8,
                            **({"cmc": np.linspace(m + .1, 1, 50).round(4).tolist()} if cmc else {})}
     report = {"dataset": "tiny", "train_dataset": "tiny", "method": method, "scale": "tiny", "protocols": protocols,
-              "provenance": {"config_hash": f"hash-{method}", "git_commit_train": commit, "seed": 1}}
+              "provenance": {"config_hash": f"hash-{method}", "git_commit_train": commit, "seed": 1,
+                             "manifest_sha256": "a" * 64}}
     if streams:
         report["streams"] = {"all": protocols, **streams}
     return report
@@ -269,7 +270,8 @@ def test_benchmark_table_says_what_each_seed_cost(tmp_path):
     md = table_markdown(rows, "bench")
     assert md.splitlines()[2].endswith("| min / seed (fastest–slowest) | peak GiB |")
     assert md.splitlines()[4].endswith("| 11.0–21.0 | 2.0 |")
-    assert md.rstrip().endswith("all 4 runs, one after another: 1 h 54 min wall time.")  # 11 + 21 + 31 + 51
+    assert md.splitlines()[-3].endswith("all 4 runs, one after another: 1 h 54 min wall time.")  # 11+21+31+51
+    assert md.splitlines()[-1] == "Every run trained at commit abc123def456."
     assert "1 h 54 min" in table_html(rows, "bench")
     assert "peak GiB" not in table_markdown(benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2]),
                                                "bench")
@@ -281,6 +283,58 @@ def test_benchmark_table_says_what_each_seed_cost(tmp_path):
     stray.write_text(timings[0].read_text())
     with pytest.raises(InputError, match="benchmark files beside no metrics.json given: .*elsewhere"):
         benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=[*timings, stray])
+
+    # cal trained from a teacher: each seed also pays for the teacher's training of that seed, and its memory counts
+    teacher_timings = []
+    for seed, minutes in ((1, 5), (2, 7)):
+        tsv = tmp_path / "bench" / "cal_teacher" / f"seed{seed}" / "train.benchmark.tsv"
+        tsv.parent.mkdir(parents=True)
+        tsv.write_text(BENCH_TSV + f"{60 * minutes}\t0\t{4096}\t1\t1\t1\t0\t0\t0\t0\n")
+        teacher_timings.append(tsv)
+    taught = benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=[*timings, *teacher_timings],
+                            teachers={"cal": "cal_teacher"})
+    np.testing.assert_allclose(taught[1]["minutes"], (36.0, 58.0))
+    assert taught[1]["peak GiB"] == 4.0 and taught[0]["minutes"] == rows[0]["minutes"]
+    assert "includes the teacher's training" in table_markdown(taught, "bench")
+    with pytest.raises(InputError, match=r"cal/seed2/metrics.json: cal trains from cal_teacher, and no "
+                                         r"train.benchmark.tsv of .*cal_teacher/seed2"):
+        benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=[*timings, teacher_timings[0]],
+                       teachers={"cal": "cal_teacher"})
+    with pytest.raises(InputError, match="benchmark files beside no metrics.json given: .*cal_teacher"):
+        benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=[*timings, *teacher_timings])
+
     timings[0].write_text(BENCH_TSV + "soon\t0\t1\t1\t1\t1\t0\t0\t0\t0\n")
     with pytest.raises(InputError, match="baseline/seed1/train.benchmark.tsv: a value in column s or max_rss"):
         benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=timings)
+
+
+def test_benchmark_table_refuses_runs_on_other_data_and_names_each_commit(tmp_path):
+    """Seeds of one dataset run on different images are not seed noise: refused, naming both files. The table says
+    which commit trained the runs, or which rows each of several commits trained."""
+    from trainer.figures.benchmark import benchmark_rows, table_html, table_markdown
+
+    paths = [_seeded(tmp_path, "bench", m, s, 0.8, 0.3) for m in ("baseline", "cal") for s in (1, 2)]
+    moved = json.loads(paths[3].read_text())
+    moved["provenance"]["git_commit_train"] = "0123456789abcdef" + "0" * 24 + "-dirty"
+    paths[3].write_text(json.dumps(moved))
+    md = table_markdown(benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2]), "bench")
+    assert md.splitlines()[-1] == ("Runs trained at commits 0123456789ab-dirty (cal); abc123def456 (baseline, cal).")
+    oracle = []
+    for seed in (1, 2):  # the twin's own images: another manifest than bench's, which is no conflict
+        path = _seeded(tmp_path, "free", "baseline", seed, 0.9, 0.6)
+        report = json.loads(path.read_text())
+        report["provenance"]["manifest_sha256"] = "b" * 64
+        path.write_text(json.dumps(report))
+        oracle.append(path)
+    rows = benchmark_rows([*paths, *oracle], "bench", "free", ["baseline", "cal"], [1, 2])
+    assert "abc123def456 (baseline, cal, oracle: baseline on free)" in table_html(rows, "bench")
+    other = json.loads(oracle[1].read_text())
+    other["provenance"]["manifest_sha256"] = "c" * 64
+    oracle[1].write_text(json.dumps(other))
+    with pytest.raises(InputError, match=r"free-baseline-2.json and .*free-baseline-1.json were run on different "
+                                         r"images of free \(manifest cccccccccccc vs bbbbbbbbbbbb\)"):
+        benchmark_rows([*paths, *oracle], "bench", "free", ["baseline", "cal"], [1, 2])
+    del other["provenance"]["manifest_sha256"]
+    oracle[1].write_text(json.dumps(other))
+    with pytest.raises(InputError, match="free-baseline-2.json: its provenance has no manifest_sha256"):
+        benchmark_rows([*paths, *oracle], "bench", "free", ["baseline", "cal"], [1, 2])

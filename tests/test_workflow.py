@@ -583,7 +583,10 @@ def test_a_tiny_benchmark_runs_each_seed_as_its_own_job_and_tabulates_them(workf
         minutes = [sum(read_benchmark_file(workflow / f"results/{d}/{m}/seed{s}/{job}.benchmark.tsv")[0]
                        for job in ("train", "evaluate")) / 60 for s in (1, 2)]
         assert row[7] == f"{min(minutes):.1f}–{max(minutes):.1f}"
-    assert table[-1].startswith("Training and evaluation of all 6 runs, one after another: 0 h ")
+    assert table[-3].startswith("Training and evaluation of all 6 runs, one after another: 0 h ")
+    commit = runs[("tiny", "baseline")][0]["provenance"]["git_commit_train"]
+    assert {r["provenance"]["git_commit_train"] for reports in runs.values() for r in reports} == {commit}
+    assert table[-1] == f"Every run trained at commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}."
     assert (workflow / "logs/benchmark/table.log").is_file() and (workflow / "logs/tiny/cal/seed2/train.log").is_file()
 
     more = json.loads(json.dumps(BENCH_CONFIG))
@@ -591,6 +594,16 @@ def test_a_tiny_benchmark_runs_each_seed_as_its_own_job_and_tabulates_them(workf
     (workflow / "bench3.yaml").write_text(yaml.safe_dump(more))
     assert jobs_planned(snakemake(workflow, "-n", "benchmark", "--configfile", "bench3.yaml")) == {
         "train_seed": 3, "evaluate_seed": 3, "benchmark_table": 1, "benchmark": 1}
+    # DeSKPro trains from deskpro_teacher: the teacher's run of each seed is planned, and the table is charged for it
+    more["benchmark"].update(methods=["baseline", "cal", "deskpro"], seeds=[2])
+    more["methods"] = [*dict.fromkeys([*more.get("methods", []), "baseline", "cal", "deskpro", "deskpro_teacher"])]
+    (workflow / "bench_taught.yaml").write_text(yaml.safe_dump(more))
+    plan = snakemake(workflow, "-n", "-p", "benchmark", "--configfile", "bench_taught.yaml").stdout
+    assert "results/tiny/deskpro_teacher/seed2/model.pt" in plan
+    table_job = plan[plan.index("rule benchmark_table:"):]
+    table_job = table_job[:table_job.index("\n\n")]
+    assert "results/tiny/deskpro_teacher/seed2/train.benchmark.tsv" in table_job
+    assert "--teachers deskpro=deskpro_teacher --out results/benchmark/table.md" in plan
 
     snakemake(workflow, "--report", "bench.html", "benchmark", "--configfile", "bench.yaml")
     results, categories = read_report(workflow / "bench.html")

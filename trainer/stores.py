@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from pipeline.cli import key_value_args
 from pipeline.errors import InputError
 from pipeline.h5 import open_h5
 from pipeline.stages.store import Store, decode_png, store_rebuild
@@ -12,15 +13,7 @@ from pipeline.stages.store import Store, decode_png, store_rebuild
 
 def parse_store_args(args: list[str]) -> dict[str, str]:
     """['keypoints=PATH', ...] -> {stage: path}; a malformed or repeated stage is an error naming it."""
-    stores: dict[str, str] = {}
-    for arg in args:
-        stage, sep, path = arg.partition("=")
-        if not sep or not stage or not path:
-            raise InputError(f"--store {arg!r}: expected STAGE=PATH")
-        if stage in stores:
-            raise InputError(f"--store {stage} is given twice ({stores[stage]} and {path})")
-        stores[stage] = path
-    return stores
+    return key_value_args(args, "--store", "STAGE=PATH")
 
 
 def open_stores(stores: dict[str, str], manifest_sha256: str) -> dict[str, Store]:

@@ -7,7 +7,7 @@
   curves --history history.jsonl --out H.png [--title T]
   summary --protocol protocol.json --out S.html [STAGE_SUMMARY_JSON ...]
   benchmark-table --dataset D [--oracle D2] --methods M ... --seeds S ... --out T.md --html T.html METRICS_JSON ...
-                  [--timings BENCHMARK_TSV ...]
+                  [--timings BENCHMARK_TSV ...] [--teachers METHOD=TEACHER ...]
                                                       mean ± std over seeds of SC / CC mAP and rank-1, the oracle,
                                                       and (with --timings) each method's wall time and memory
 """
@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from pipeline.atomic import write_text
-from pipeline.cli import reports_user_errors
+from pipeline.cli import key_value_args, reports_user_errors
 
 
 @reports_user_errors
@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--timings", nargs="+", default=None,
                    help="the runs' train.benchmark.tsv and evaluate.benchmark.tsv (Snakemake's benchmark files, "
                         "beside each metrics.json): adds each method's wall time and peak memory")
+    b.add_argument("--teachers", nargs="+", default=[], metavar="METHOD=TEACHER",
+                   help="a method that trains from another's model (deskpro=deskpro_teacher): with --timings, its cost "
+                        "includes the teacher's train.benchmark.tsv of the same seed, which --timings must list")
     b.add_argument("metrics", nargs="+")
     a = ap.parse_args(argv)
     # imported per figure: matplotlib, h5py and scikit-learn load only where they are drawn
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         plot_curves(a.history, a.out, a.title)
     elif a.figure == "benchmark-table":
         from .benchmark import benchmark_rows, table_html, table_markdown
-        rows = benchmark_rows(a.metrics, a.dataset, a.oracle, a.methods, a.seeds, a.oracle_method, a.timings)
+        rows = benchmark_rows(a.metrics, a.dataset, a.oracle, a.methods, a.seeds, a.oracle_method, a.timings,
+                              key_value_args(a.teachers, "--teachers", "METHOD=TEACHER"))
         write_text(a.html, table_html(rows, a.dataset))
         write_text(a.out, table_markdown(rows, a.dataset))
     else:

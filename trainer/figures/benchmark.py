@@ -2,8 +2,9 @@
 deviation of same-clothes (SC) and clothes-changing (CC) mAP and rank-1 over the seeds, each method's CC mAP
 against the baseline's with the standard error of that difference, and the oracle (a method trained and tested
 on the dataset's clothes-free twin), which bounds what clothes-changing retrieval can reach on these people.
-Given the runs' Snakemake benchmark files, each row also says what a seed cost: training plus evaluation wall time
-and the larger peak memory, and the table ends with the wall time of them all.
+Given the runs' Snakemake benchmark files, each row also says what a seed cost: training (a teacher's included) plus
+evaluation wall time and the larger peak memory, and the table ends with the wall time of them all and the commits
+the runs were trained at. Runs of one dataset on different images (manifests) are refused.
 
 Written as Markdown (results/benchmark/table.md, for the README) and HTML (for the report).
 """
@@ -23,6 +24,7 @@ from .tables import STYLE, _table
 
 PROTOCOLS = ("SC", "CC")
 COLUMNS = [(p, k) for p in PROTOCOLS for k in ("mAP", "rank1")]
+PROVENANCE = ("seed", "manifest_sha256", "git_commit_train")
 
 
 def read_runs(paths: list[str | Path]) -> list[tuple[Path, dict]]:
@@ -39,12 +41,29 @@ def read_runs(paths: list[str | Path]) -> list[tuple[Path, dict]]:
             raise InputError(f"{path}: no {', '.join(missing)} protocol ({report['dataset']} has "
                              f"{', '.join(report['protocols'])}): the benchmark compares same-clothes and "
                              "clothes-changing retrieval")
+        lacking = [k for k in PROVENANCE if k not in report["provenance"]]
+        if lacking:
+            raise InputError(f"{path}: its provenance has no {', '.join(lacking)}: written by an older "
+                             "trainer.evaluate; evaluate the run again")
         key = (report["dataset"], report["method"], report["provenance"]["seed"])
         if key in seen:
             raise InputError(f"{path} and {seen[key]} both hold {key[0]}/{key[1]} seed {key[2]}")
         seen[key] = path
         runs.append((path, report))
+    _same_data(runs)
     return runs
+
+
+def _same_data(runs: list[tuple[Path, dict]]) -> None:
+    """Runs of one dataset name must have read the same images: a run on a regenerated or edited dataset is not
+    comparable with the others, and seeds differing by their data would pass for seed noise."""
+    first: dict[str, tuple[str, Path]] = {}
+    for path, report in runs:
+        manifest = report["provenance"]["manifest_sha256"]
+        seen = first.setdefault(report["dataset"], (manifest, path))
+        if seen[0] != manifest:
+            raise InputError(f"{path} and {seen[1]} were run on different images of {report['dataset']} "
+                             f"(manifest {manifest[:12]} vs {seen[0][:12]}): run them again on the same data")
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -56,22 +75,37 @@ def _summary(values: list[float]) -> tuple[float, float]:
 TIMED_JOBS = ("train.benchmark.tsv", "evaluate.benchmark.tsv")
 
 
-def run_costs(metrics_paths: list[Path], timing_paths: list[str | Path]) -> dict[Path, tuple[float, float]]:
-    """For each metrics.json: (train + evaluate wall seconds, the larger peak RSS in MB), from the benchmark files
-    the train and evaluate jobs wrote beside it (`TIMED_JOBS`). A run without both, or a file beside no run, is
-    an error naming it."""
+def run_costs(runs: list[tuple[Path, str]], timing_paths: list[str | Path],
+              teachers: dict[str, str] | None = None) -> dict[Path, tuple[float, float]]:
+    """For each (metrics.json, method): (train + evaluate wall seconds, the larger peak RSS in MB), from the
+    benchmark files the train and evaluate jobs wrote beside it (`TIMED_JOBS`). A method that trains from a teacher
+    (`teachers`: method -> teacher method, DeSKPro's deskpro_teacher) also pays for the teacher's training of the
+    same seed: its train.benchmark.tsv in <dataset>/<teacher>/seed<N>/, the layout of results/. A run without its
+    files, or a file beside no run and no teacher, is an error naming it."""
+    teachers = teachers or {}
     by_dir: dict[Path, dict[str, tuple[float, float]]] = {}
     for path in map(Path, timing_paths):
         if path.name not in TIMED_JOBS:
             raise InputError(f"{path}: a benchmark file of a train or evaluate job is named one of {TIMED_JOBS}")
         by_dir.setdefault(path.parent.resolve(), {})[path.name] = read_benchmark_file(path)
+    taught = {}  # a teacher run is shared by nothing else, but popped once: keep what it cost for its student
+    for path, method in runs:
+        if method in teachers:
+            run_dir = path.parent.resolve()
+            teacher_dir = run_dir.parent.parent / teachers[method] / run_dir.name
+            jobs = by_dir.pop(teacher_dir, {})
+            if "train.benchmark.tsv" not in jobs:
+                raise InputError(f"{path}: {method} trains from {teachers[method]}, and no train.benchmark.tsv of "
+                                 f"{teacher_dir} is among the benchmark files given")
+            taught[path] = jobs["train.benchmark.tsv"]
     costs = {}
-    for path in metrics_paths:
+    for path, _ in runs:
         jobs = by_dir.pop(path.parent.resolve(), {})
         missing = [name for name in TIMED_JOBS if name not in jobs]
         if missing:
             raise InputError(f"{path}: no {' or '.join(missing)} beside it among the benchmark files given")
-        costs[path] = (sum(s for s, _ in jobs.values()), max(rss for _, rss in jobs.values()))
+        spent = [*jobs.values(), *([taught[path]] if path in taught else [])]
+        costs[path] = (sum(s for s, _ in spent), max(rss for _, rss in spent))
     if by_dir:
         raise InputError(f"benchmark files beside no metrics.json given: {', '.join(map(str, sorted(by_dir)))}")
     return costs
@@ -79,15 +113,17 @@ def run_costs(metrics_paths: list[Path], timing_paths: list[str | Path]) -> dict
 
 def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, methods: list[str],
                    seeds: list[int], oracle_method: str = "baseline",
-                   timings: list[str | Path] | None = None) -> list[dict]:
+                   timings: list[str | Path] | None = None, teachers: dict[str, str] | None = None) -> list[dict]:
     """One row per method in `methods` order (then the oracle): {label, dataset, seeds, SC/CC mAP and rank1 as
     (mean, std), and for methods other than the baseline the CC mAP difference to it with its standard error}.
     With `timings` (the runs' train and evaluate benchmark files), also "minutes" (the fastest and the slowest
     seed's train + evaluate wall time: seeds do the same work, so the fastest is the cost on an otherwise idle
     machine and a slower one shared it), "seconds" (the seeds' sum) and "peak GiB" (the largest of the runs).
+    A method trained from a teacher (`teachers`, method -> teacher) is charged the teacher's training too.
+    Each row also holds "commits": the commits its runs were trained at.
     Every method must have exactly `seeds`: a missing or extra seed is an error naming it."""
     runs = read_runs(paths)
-    costs = run_costs([p for p, _ in runs], timings) if timings is not None else None
+    costs = (run_costs([(p, r["method"]) for p, r in runs], timings, teachers) if timings is not None else None)
     by_run: dict[tuple[str, str], dict[int, dict]] = {}
     cost_of: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
     for path, report in runs:
@@ -113,6 +149,7 @@ def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, me
         for p, k in COLUMNS:
             row[f"{p} {k}"] = _summary([got[s]["protocols"][p][k] for s in sorted(seeds)])
         row["_cc_map"] = [100 * got[s]["protocols"]["CC"]["mAP"] for s in sorted(seeds)]
+        row["commits"] = sorted({got[s]["provenance"]["git_commit_train"] for s in seeds})
         if costs is not None:
             seconds = [cost_of[(d, m)][s][0] for s in sorted(seeds)]
             row["minutes"] = (min(seconds) / 60, max(seconds) / 60)
@@ -162,9 +199,25 @@ def _caption(rows: list[dict], dataset: str) -> str:
     caption = (f"Benchmark on {dataset}: mean ± standard deviation over seeds, % "
                "(CC mAP − baseline: difference of means ± its standard error)")
     if _timed(rows):
-        caption += ("; min / seed: training + evaluation wall time of the fastest and the slowest seed, peak GiB: "
-                    "the largest resident memory of a run, both from Snakemake's benchmark files")
+        caption += ("; min / seed: training + evaluation wall time of the fastest and the slowest seed (a method "
+                    "trained from a teacher includes the teacher's training), peak GiB: the largest resident memory "
+                    "of a run, both from Snakemake's benchmark files")
     return caption
+
+
+def _short(commit: str) -> str:
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def _commits(rows: list[dict]) -> str:
+    """Which code trained the runs: one commit for all, or each commit with the rows trained there."""
+    labels: dict[str, list[str]] = {}
+    for r in rows:
+        for commit in r["commits"]:
+            labels.setdefault(_short(commit), []).append(r["label"])
+    if len(labels) == 1:
+        return f"Every run trained at commit {next(iter(labels))}."
+    return "Runs trained at commits " + "; ".join(f"{c} ({', '.join(ls)})" for c, ls in sorted(labels.items())) + "."
 
 
 def _total(rows: list[dict]) -> str:
@@ -180,6 +233,7 @@ def table_markdown(rows: list[dict], dataset: str) -> str:
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     if _timed(rows):
         lines += ["", _total(rows)]
+    lines += ["", _commits(rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -189,4 +243,5 @@ def table_html(rows: list[dict], dataset: str) -> str:
             + (f"<p>{escape(_total(rows))}</p>" if _timed(rows) else "")
             + ("<p>" + escape("The oracle is trained and tested on the clothes-free twin of the same people.") + "</p>"
                if any(r["dataset"] != dataset for r in rows) else "")
+            + f"<p>{escape(_commits(rows))}</p>"
             + "</body></html>\n")
