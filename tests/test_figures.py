@@ -296,6 +296,9 @@ def test_benchmark_table_says_what_each_seed_cost(tmp_path):
     np.testing.assert_allclose(taught[1]["minutes"], (36.0, 58.0))
     assert taught[1]["peak GiB"] == 4.0 and taught[0]["minutes"] == rows[0]["minutes"]
     assert "includes the teacher's training" in table_markdown(taught, "bench")
+    shared = benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=[*timings, *teacher_timings],
+                            teachers={"cal": "cal_teacher", "baseline": "cal_teacher"})  # one teacher, two students
+    np.testing.assert_allclose([r["minutes"] for r in shared], [(16.0, 28.0), (36.0, 58.0)])
     with pytest.raises(InputError, match=r"cal/seed2/metrics.json: cal trains from cal_teacher, and no "
                                          r"train.benchmark.tsv of .*cal_teacher/seed2"):
         benchmark_rows(paths, "bench", None, ["baseline", "cal"], [1, 2], timings=[*timings, teacher_timings[0]],

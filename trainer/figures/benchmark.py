@@ -88,16 +88,18 @@ def run_costs(runs: list[tuple[Path, str]], timing_paths: list[str | Path],
         if path.name not in TIMED_JOBS:
             raise InputError(f"{path}: a benchmark file of a train or evaluate job is named one of {TIMED_JOBS}")
         by_dir.setdefault(path.parent.resolve(), {})[path.name] = read_benchmark_file(path)
-    taught = {}  # a teacher run is shared by nothing else, but popped once: keep what it cost for its student
+    taught, teacher_dirs = {}, set()  # two methods may learn from one teacher run: each is charged for it
     for path, method in runs:
         if method in teachers:
             run_dir = path.parent.resolve()
             teacher_dir = run_dir.parent.parent / teachers[method] / run_dir.name
-            jobs = by_dir.pop(teacher_dir, {})
-            if "train.benchmark.tsv" not in jobs:
+            if "train.benchmark.tsv" not in by_dir.get(teacher_dir, {}):
                 raise InputError(f"{path}: {method} trains from {teachers[method]}, and no train.benchmark.tsv of "
                                  f"{teacher_dir} is among the benchmark files given")
-            taught[path] = jobs["train.benchmark.tsv"]
+            taught[path] = by_dir[teacher_dir]["train.benchmark.tsv"]
+            teacher_dirs.add(teacher_dir)
+    for teacher_dir in teacher_dirs:
+        del by_dir[teacher_dir]
     costs = {}
     for path, _ in runs:
         jobs = by_dir.pop(path.parent.resolve(), {})
