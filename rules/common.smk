@@ -394,7 +394,7 @@ def benchmark_metrics(wildcards):
 def benchmark_teachers():
     """{method: teacher} for the benchmark's methods that train from another's model (DeSKPro): the table charges
     them the teacher's training of the same seed."""
-    return {m: method_spec(m)["teacher"] for m in benchmark_cfg()["methods"] if method_spec(m)["teacher"]}
+    return {m: t for m in benchmark_cfg()["methods"] if (t := method_spec(m)["teacher"])}
 
 
 def benchmark_timings(wildcards):

@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.benchmark_file import read_benchmark_file
 from pipeline.errors import InputError
 
-from .tables import STYLE, _table
+from .tables import STYLE, _table, short_commit
 
 PROTOCOLS = ("SC", "CC")
 COLUMNS = [(p, k) for p in PROTOCOLS for k in ("mAP", "rank1")]
@@ -207,16 +207,12 @@ def _caption(rows: list[dict], dataset: str) -> str:
     return caption
 
 
-def _short(commit: str) -> str:
-    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
-
-
 def _commits(rows: list[dict]) -> str:
     """Which code trained the runs: one commit for all, or each commit with the rows trained there."""
     labels: dict[str, list[str]] = {}
     for r in rows:
         for commit in r["commits"]:
-            labels.setdefault(_short(commit), []).append(r["label"])
+            labels.setdefault(short_commit(commit), []).append(r["label"])
     if len(labels) == 1:
         return f"Every run trained at commit {next(iter(labels))}."
     return "Runs trained at commits " + "; ".join(f"{c} ({', '.join(ls)})" for c, ls in sorted(labels.items())) + "."

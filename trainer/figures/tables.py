@@ -45,6 +45,11 @@ def _table(caption: str, header: list[str], rows: list[list[str]], left: int = 1
             f"{body}</table>")
 
 
+def short_commit(commit: str) -> str:
+    """A provenance commit as tables show it: 12 hex digits, keeping the '-dirty' mark of uncommitted changes."""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def metrics_table_html(paths: list[str | Path]) -> str:
     """Every protocol of every method (and each further stream a method reports alone), in %, with the
     provenance that says which run the numbers are: config hash, commits, seed, scale, test overrides."""
@@ -56,8 +61,7 @@ def metrics_table_html(paths: list[str | Path]) -> str:
         for method, name, m in metric_rows(r):
             rows.append([label + method[len(r["method"]):], name, f"{m['query']} → {m['gallery']} ({m['mode']})",
                          *(f"{100 * m[k]:.1f}" for _, k in METRIC_COLUMNS), m["num_valid_queries"],
-                         r["scale"], p["config_hash"], p["git_commit_train"][:12] + ("-dirty" if
-                         p["git_commit_train"].endswith("-dirty") else ""), p["seed"]])
+                         r["scale"], p["config_hash"], short_commit(p["git_commit_train"]), p["seed"]])
     datasets = sorted({r["dataset"] for r in reports})
     header = ["method", "protocol", "query → gallery (mode)", *(h for h, _ in METRIC_COLUMNS), "queries", "scale",
               "config hash", "commit (train)", "seed"]
