@@ -35,9 +35,8 @@ def merged_of(h: int, w: int) -> np.ndarray:
     return m
 
 
-@pytest.fixture(scope="module")
-def cloth_store(tiny_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cre_store")
+def write_cloth_store(tiny_dataset, out, found=lambda j: True) -> str:
+    """A cloth_masks store over the tiny pack; found(row) says which rows the 'backend' found."""
     pack = ImagePack(str(tiny_dataset["images"]))
     records = []
     for j in range(len(pack)):
@@ -46,12 +45,17 @@ def cloth_store(tiny_dataset, tmp_path_factory):
         erase = np.isin(merged, [2, 3]) | (np.arange(w)[None, :] < 1)  # the scheme's set differs: + column 0
         records.append({"merged_png": encode_png(merged), "erase_png": encode_png(erase.astype(np.uint8)),
                         "body_png": encode_png((merged > 0).astype(np.uint8)),
-                        "cloth_png": encode_png(erase.astype(np.uint8)), "found": np.bool_(True)})
+                        "cloth_png": encode_png(erase.astype(np.uint8)), "found": np.bool_(found(j))})
     attrs = {"stage": "cloth_masks", "backend": "test", "backend_version": "fixture", "params": "{}", "inputs": "[]",
              "weights_sha256": "", "manifest_sha256": pack.manifest_sha256}
     write_shard(out / "s.h5", np.arange(len(pack)), records, attrs)
     merge([out / "s.h5"], out / "cloth.h5", len(pack), pack.manifest_sha256)
     return str(out / "cloth.h5")
+
+
+@pytest.fixture(scope="module")
+def cloth_store(tiny_dataset, tmp_path_factory):
+    return write_cloth_store(tiny_dataset, tmp_path_factory.mktemp("cre_store"))
 
 
 def cfg_of(*overrides):
@@ -262,6 +266,22 @@ def test_evaluation_reads_the_test_masks(tiny_dataset, cloth_store):
     assert set(metrics) >= {"SC", "CC"} and all(np.isfinite(f[""]).all() for f in extra["features"].values())
 
 
+def test_the_logs_say_on_how_many_images_the_masks_were_found(tiny_dataset, tmp_path):
+    from trainer.stores import found_summary
+
+    store = write_cloth_store(tiny_dataset, tmp_path, found=lambda j: j % 3 == 0)
+    pack = ImagePack(str(tiny_dataset["images"]))
+    train_samples = read_split(str(tiny_dataset["lists"]), "train")
+    rows = pack.indices([s.path for s in train_samples])
+    expected = sum(1 for r in rows if r % 3 == 0)
+    assert 0 < expected < len(rows)
+    with Store(store, pack.manifest_sha256) as opened:
+        line, = found_summary({"cloth_masks": opened}, pack, train_samples, "training")
+        assert found_summary({}, pack, train_samples, "training") == []
+    assert line == (f"cloth_masks store (test): found on {expected} of the {len(rows)} training images "
+                    f"({100 * expected / len(rows):.1f}%)")
+
+
 def test_evaluation_without_bsga_needs_no_retraining_and_other_keys_stay_fixed(tiny_dataset, cloth_store, tmp_path,
                                                                                capsys):
     import json
@@ -271,8 +291,15 @@ def test_evaluation_without_bsga_needs_no_retraining_and_other_keys_stay_fixed(t
 
     model = train(cfg_of("epochs=1"), str(tiny_dataset["lists"]), str(tiny_dataset["images"]), tmp_path / "run", "cpu",
                   {"cloth_masks": cloth_store})
+    n_train = len(read_split(str(tiny_dataset["lists"]), "train"))
+    assert f"cloth_masks store (test): found on {n_train} of the {n_train} training images (100.0%)" in \
+        capsys.readouterr().out
     common = ["--model", str(model), "--lists", str(tiny_dataset["lists"]), "--images", str(tiny_dataset["images"])]
     assert evaluate_main([*common, "--store", f"cloth_masks={cloth_store}", "--out", str(tmp_path / "with.json")]) == 0
+    printed = capsys.readouterr().out
+    for split in ("gallery", "query_same", "query_diff"):  # PRCC's protocols read these three
+        n = len(read_split(str(tiny_dataset["lists"]), split))
+        assert f"cloth_masks store (test): found on {n} of the {n} {split} images (100.0%)" in printed
     assert evaluate_main([*common, "--set", "test.bsga=false", "--set", "test.stores=[]",
                           "--out", str(tmp_path / "without.json")]) == 0  # no store given: none read
     with_bsga, without = (json.loads((tmp_path / f).read_text()) for f in ("with.json", "without.json"))

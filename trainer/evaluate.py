@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a store the method's test items read (its config's test.stores), e.g. faces=H5")
     ap.add_argument("--set", action="append", default=[], metavar="test.KEY=VALUE",
                     help="change a test-time setting the method allows on the trained model, e.g. test.bsga=false "
-                         "(CRE+BSGA without parsing at test); recorded in metrics.json")
+                         "with test.stores=[] (CRE+BSGA without parsing at test: no cloth_masks store read); "
+                         "recorded in metrics.json")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     stores = open_stores(test_store_paths(cfg, parse_store_args(a.store)), pack.manifest_sha256)
     try:
         metrics, extra = evaluate_protocols(net, pack, a.lists, device, lambda samples, video:
-                                            kind.test_dataset(pack, samples, cfg, stores, video), a.batch_size)
+                                            kind.test_dataset(pack, samples, cfg, stores, video), a.batch_size,
+                                            stores=stores)
     finally:
         close_stores(stores)
     features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")

@@ -22,6 +22,7 @@ from pipeline.progress import progress as show_progress
 from .data import PackedClips
 from .engine import to_device
 from .evaluation import average_results, evaluate_features, single_shot_galleries, summarise
+from .stores import found_summary
 
 MAIN = ""  # the name of a single-stream net's only feature
 
@@ -113,15 +114,19 @@ class SplitLabels:
 
 def evaluate_protocols(net, pack: ImagePack, lists_dir: str, device: torch.device,
                        test_dataset: Callable[[list, dict | None], Dataset], batch_size: int = 64,
-                       workers: int = 0) -> tuple[dict, dict]:
+                       workers: int = 0, stores: dict | None = None) -> tuple[dict, dict]:
     """Features for every split a protocol uses (each once), then every protocol's metrics.
 
-    test_dataset(samples, video) builds a split's test items (the method's Method.test_dataset). Returns
+    test_dataset(samples, video) builds a split's test items (the method's Method.test_dataset); stores: those
+    it reads, whose found rate on each split is printed. Returns
     (metrics of the first stream, {"features": split -> stream -> rows, "datasets": split -> labels,
     "streams": stream -> metrics for every stream, the first included})."""
     meta, listed = read_lists(lists_dir)  # every line checked: paths, duplicates within and across splits
     splits = {s for p in meta["protocols"] for s in (p.query, p.gallery)}
     data = {s: SplitLabels(listed[s]) for s in sorted(splits)}
+    for s, d in data.items():
+        for line in found_summary(stores or {}, pack, d.samples, s):
+            print(line, flush=True)
     feats = {s: split_features(net, test_dataset(d.samples, meta.get("video")), device, batch_size, workers, s)
              for s, d in data.items()}
     streams = list(next(iter(feats.values()))) if feats else [MAIN]

@@ -6,8 +6,10 @@ import os
 import numpy as np
 
 from pipeline.cli import key_value_args
+from pipeline.datasets.base import Sample, listed_files
 from pipeline.errors import InputError
 from pipeline.h5 import open_h5
+from pipeline.imagepack import ImagePack
 from pipeline.stages.store import Store, decode_png, store_rebuild
 
 
@@ -33,6 +35,20 @@ def open_stores(stores: dict[str, str], manifest_sha256: str) -> dict[str, Store
 def close_stores(stores: dict[str, Store]) -> None:
     for store in stores.values():
         store.close()
+
+
+def found_summary(stores: dict[str, Store], pack: ImagePack, samples: list[Sample], split: str) -> list[str]:
+    """One line per store: on how many of the split's images its backend found something. A method reads a
+    not-found row as missing (CRE+BSGA: nothing erased, no body; DeSKPro: a zero face, or the sample dropped), so
+    a weak detector shows here, in the training or evaluation log, and not only in the stage's own log."""
+    rows = np.unique(pack.indices(listed_files(samples)))  # an image a split names twice counts once
+    lines = []
+    for stage, store in stores.items():
+        found = int(np.count_nonzero(store["found"][:][rows]))
+        share = f" ({100 * found / len(rows):.1f}%)" if len(rows) else ""
+        lines.append(f"{stage} store ({store.attrs['backend']}): found on {found} of the {len(rows)} {split} "
+                     f"images{share}")
+    return lines
 
 
 def store_provenance(stores: dict[str, Store]) -> dict:

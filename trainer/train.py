@@ -38,7 +38,7 @@ from .run_identity import run_identity, run_key
 from .runtime import git_commit, pick_device, seed_everything
 from .samplers import SAMPLERS, SeededDraws
 from .scalars import ScalarLog, tensorboard_installed
-from .stores import close_stores, open_stores, parse_store_args, store_provenance, test_store_paths
+from .stores import close_stores, found_summary, open_stores, parse_store_args, store_provenance, test_store_paths
 
 MODEL_KIND = "ccreid model"
 TRAIN_FIGURES = "train_figures"  # the method's pictures of the trained model (3DSL: reconstructions.png)
@@ -69,6 +69,9 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     identity = run_identity(h, pack.manifest_sha256, lists, opened, resources or {}, D.world_size())
     kind = method_class(cfg)
     dataset = kind.training_dataset(pack, train_samples, augment_place(cfg, device), opened, bool(meta.get("video")))
+    if D.rank() == 0:
+        for line in found_summary(opened, pack, train_samples, "training"):
+            print(line, flush=True)
     for store in opened.values():
         store.close()  # datasets copy what they need: h5py handles must not cross into loader workers
     identities = SAMPLERS.get(d["sampler"])(dataset.pids, d, cfg["seed"], D.rank(), D.world_size(),
