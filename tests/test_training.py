@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from trainer.config import ConfigError, load_method_config
 from trainer.evaluate import main as evaluate_main
+from trainer.runtime import hardware
 from trainer.train import train
 
 from .conftest import REPO, join_process_group_env, keep_built_method, run_ranks
@@ -172,6 +174,15 @@ def test_evaluate_cli_writes_metrics_with_provenance(tmp_path, tiny_dataset):
         assert m["num_valid_queries"] > 0
     prov = report["provenance"]
     assert prov["seed"] == 1 and prov["device_eval"] == "cpu" and len(prov["config_hash"]) == 12
+    # where it was computed: the processor and the kernels PyTorch picked for it, at training and at evaluation
+    assert prov["hardware_train"] == prov["hardware_eval"] == hardware(torch.device("cpu"))
+    assert prov["hardware_train"].endswith(f"({torch.backends.cpu.get_cpu_capability()} kernels)")
+    assert torch.load(model, weights_only=False)["hardware"] == prov["hardware_train"]
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.split(":")[0].strip() == "model name"]
+    if names:  # Linux: the model name the kernel reports, not platform.processor()'s (often empty) guess
+        assert prov["hardware_train"].startswith(names[0] + " (")
     import h5py
 
     from pipeline.imagepack import ImagePack

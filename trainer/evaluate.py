@@ -27,7 +27,7 @@ from .config import set_dotted
 from .features import evaluate_protocols
 from .methods import method_class
 from .model_file import load_feature_net
-from .runtime import git_commit, pick_device
+from .runtime import git_commit, hardware, pick_device
 from .stores import close_stores, open_stores, parse_store_args, test_store_paths
 
 
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             "seed": cfg["seed"],
             "device_train": state["device"],
             "device_eval": str(device),
+            # model files from before hardware was recorded say so rather than guess
+            "hardware_train": state.get("hardware", "not recorded"),
+            "hardware_eval": hardware(device),
             "world_size": state["world_size"],
             "train_epoch_seconds": round(state["train_epoch_seconds"], 1),  # all epochs, across resumed runs
             "eval_wall_seconds": round(time.time() - t0, 1),

@@ -35,7 +35,7 @@ from .methods import build_method, method_class
 from .methods.base import augment_place
 from .precision import Precision
 from .run_identity import run_identity, run_key
-from .runtime import git_commit, pick_device, seed_everything
+from .runtime import git_commit, hardware, pick_device, seed_everything
 from .samplers import SAMPLERS, SeededDraws
 from .scalars import ScalarLog, tensorboard_installed
 from .stores import close_stores, found_summary, open_stores, parse_store_args, store_provenance, test_store_paths
@@ -127,7 +127,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
                          "train_epoch_seconds": sum(json.loads(line)["seconds"] for line in
                                                     (out / "history.jsonl").read_text().splitlines()),
                          "git_commit": git_commit(Path(__file__).parent), "device": str(device),
-                         "preprocessing": preprocessing,
+                         "hardware": hardware(device), "preprocessing": preprocessing,
                          "world_size": D.world_size()}, model_path)
     if D.is_distributed():
         torch.distributed.barrier()
