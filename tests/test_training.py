@@ -177,7 +177,7 @@ def test_evaluate_cli_writes_metrics_with_provenance(tmp_path, tiny_dataset):
     # where it was computed: the processor and the kernels PyTorch picked for it, at training and at evaluation
     assert prov["hardware_train"] == prov["hardware_eval"] == hardware(torch.device("cpu"))
     assert prov["hardware_train"].endswith(f"({torch.backends.cpu.get_cpu_capability()} kernels)")
-    assert torch.load(model, weights_only=False)["hardware"] == prov["hardware_train"]
+    assert torch.load(model, weights_only=True)["hardware"] == prov["hardware_train"]
     cpuinfo = Path("/proc/cpuinfo")
     names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
              if line.split(":")[0].strip() == "model name"]
