@@ -50,8 +50,8 @@ rule benchmark_table:
     params:
         spec=benchmark_table_args,
     shell:
-        "python -m trainer.figures benchmark-table {params.spec} --out {output.table} --html {output.html} "
-        "{input.metrics} --timings {input.timings} > {log} 2>&1"
+        "python -m trainer.figures benchmark-table {params.spec:q} --out {output.table:q} --html {output.html:q} "
+        "{input.metrics:q} --timings {input.timings:q} > {log:q} 2>&1"
 
 
 localrules:

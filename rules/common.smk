@@ -21,6 +21,14 @@ def synthetic_datasets():
     return [d for d, c in config["datasets"].items() if "synthetic" in c]
 
 
+def synthetic_args(wildcards):
+    """The generator's arguments from `datasets.<dataset>.synthetic` (schema-checked numbers), as words."""
+    spec = dataset_cfg(wildcards.dataset)["synthetic"]
+    options = ("seed", "train_ids", "test_ids", "val_ids", "images_per_camera", "trait_spread", "head_scale")
+    words = [word for key in options for word in (f"--{key.replace('_', '-')}", str(spec[key]))]
+    return words + (["--erase-clothes"] if spec.get("erase_clothes") else [])
+
+
 def raw_input(wildcards):
     """Input of the lists step - the generated root for synthetic data, else the layout folder."""
     cfg = dataset_cfg(wildcards.dataset)
@@ -86,7 +94,7 @@ def teacher_input(wildcards):
 
 
 def teacher_args(wildcards, input):
-    return f"--teacher {input.teacher}" if method_spec(wildcards.method)["teacher"] else ""
+    return ["--teacher", input.teacher] if method_spec(wildcards.method)["teacher"] else []
 
 
 def test_stores(wildcards):
@@ -100,8 +108,13 @@ def test_stores(wildcards):
     return {s: store_path(wildcards.dataset, s) for s in needed}
 
 
+def store_option(stages, input):
+    """--store STAGE=PATH per stage: argument words, which the rules quote one by one ({params.x:q})."""
+    return [word for s in stages for word in ("--store", f"{s}={input[s]}")]
+
+
 def test_store_args(wildcards, input):
-    return " ".join(f"--store {s}={input[s]}" for s in test_stores(wildcards))
+    return store_option(test_stores(wildcards), input)
 
 
 def method_requires(method):
@@ -158,16 +171,17 @@ def body_inputs(wildcards):
 
 def body_args(wildcards, input):
     if not method_spec(wildcards.method).get("body_model"):
-        return ""
-    return f"--body-model {input.body_model} --mocap {input.mocap}"
+        return []
+    return ["--body-model", input.body_model, "--mocap", input.mocap]
 
 
 def method_overrides(wildcards):
-    """The configured overrides of the method, then the run's seed when it is one of a benchmark's seeds."""
+    """The configured overrides of the method, then the run's seed when it is one of a benchmark's seeds, as
+    argument words: a value is one word, whatever it holds."""
     sets = list(config.get("overrides", {}).get(wildcards.method, []))
     if "seed" in wildcards.keys():
         sets.append(f"seed={int(wildcards.seed)}")
-    return " ".join(f"--set {o}" for o in sets)
+    return [word for o in sets for word in ("--set", o)]
 
 
 def required_stores(wildcards):
@@ -183,7 +197,7 @@ def required_stores(wildcards):
 
 
 def store_args(wildcards, input):
-    return " ".join(f"--store {s}={input[s]}" for s in method_requires(wildcards.method))
+    return store_option(method_requires(wildcards.method), input)
 
 
 # --- preprocessing stages ----------------------------------------------------------------------------
@@ -258,8 +272,8 @@ def train_launcher(wildcards):
     GPUs, gloo on the CPU); the trainer splits --threads among them."""
     n = config["train_processes"]
     if n == 1:
-        return "python -m"
-    return f"python -m torch.distributed.run --standalone --nproc_per_node {n} -m"
+        return ["python", "-m"]
+    return ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), "-m"]
 
 
 def batch_size(wildcards):
@@ -275,7 +289,7 @@ def decode_workers(wildcards):
 
 def allow_none_found(wildcards):
     """`backends.<stage>.<backend>.allow_none_found: true`: a shard that finds nothing is not an error."""
-    return "--allow-none-found" if backend_cfg(wildcards.stage, wildcards.backend).get("allow_none_found") else ""
+    return ["--allow-none-found"] if backend_cfg(wildcards.stage, wildcards.backend).get("allow_none_found") else []
 
 
 def groundtruth_file(dataset):
@@ -353,7 +367,7 @@ def report_option(key):
 
 def protocol_arg(wildcards):
     protocol = report_option("protocol")
-    return f"--protocol {protocol}" if protocol else ""
+    return ["--protocol", protocol] if protocol else []
 
 
 def report_inputs(wildcards):
@@ -415,10 +429,17 @@ def benchmark_timings(wildcards):
 
 
 def benchmark_table_args(wildcards):
+    """The benchmark-table command's arguments, as words the rule quotes one by one."""
     b = benchmark_cfg()
-    oracle = f"--oracle {b['oracle']} --oracle-method {b['oracle_method']} " if b.get("oracle") else ""
-    teachers = " ".join(f"{m}={t}" for m, t in benchmark_teachers().items())
-    return (
-        f"--dataset {b['dataset']} {oracle}--methods {' '.join(b['methods'])} "
-        f"--seeds {' '.join(map(str, b['seeds']))}" + (f" --teachers {teachers}" if teachers else "")
-    )
+    oracle = ["--oracle", b["oracle"], "--oracle-method", b["oracle_method"]] if b.get("oracle") else []
+    teachers = [f"{m}={t}" for m, t in benchmark_teachers().items()]
+    return [
+        "--dataset",
+        b["dataset"],
+        *oracle,
+        "--methods",
+        *b["methods"],
+        "--seeds",
+        *map(str, b["seeds"]),
+        *(["--teachers", *teachers] if teachers else []),
+    ]

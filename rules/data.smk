@@ -12,14 +12,9 @@ rule synthetic_dataset:
         "../envs/ccreid.yaml"
     threads: 2
     params:
-        spec=lambda w: dataset_cfg(w.dataset)["synthetic"],
-        erase=lambda w: "--erase-clothes" if dataset_cfg(w.dataset)["synthetic"].get("erase_clothes") else "",
+        generator=synthetic_args,
     shell:
-        "python -m pipeline.synthetic --out {output} --seed {params.spec[seed]} "
-        "--train-ids {params.spec[train_ids]} --test-ids {params.spec[test_ids]} "
-        "--val-ids {params.spec[val_ids]} --images-per-camera {params.spec[images_per_camera]} "
-        "--trait-spread {params.spec[trait_spread]} --head-scale {params.spec[head_scale]} "
-        "{params.erase} --jobs {threads} > {log} 2>&1"
+        "python -m pipeline.synthetic --out {output:q} {params.generator:q} --jobs {threads} > {log:q} 2>&1"
 
 
 rule lists:
@@ -35,11 +30,11 @@ rule lists:
         fmt=lambda w: dataset_cfg(w.dataset)["format"],
         root=lambda w: dataset_cfg(w.dataset)["root"],
         outdir=lambda w, output: str(Path(output.protocol).parent),
-        count_check=lambda w: "--no-count-check" if "synthetic" in dataset_cfg(w.dataset) else "",
+        count_check=lambda w: ["--no-count-check"] if "synthetic" in dataset_cfg(w.dataset) else [],
         raw_tree=raw_fingerprint,  # not used by the command: a change of it reruns this rule
     shell:
-        "python -m pipeline.lists --format {params.fmt} --root {params.root} --out {params.outdir} "
-        "--name {wildcards.dataset} {params.count_check} > {log} 2>&1"
+        "python -m pipeline.lists --format {params.fmt:q} --root {params.root:q} --out {params.outdir:q} "
+        "--name {wildcards.dataset:q} {params.count_check:q} > {log:q} 2>&1"
 
 
 rule pack:
@@ -57,4 +52,4 @@ rule pack:
         lists=lambda w, input: str(Path(input.protocol).parent),
         format_version=PACK_FORMAT_VERSION,  # a new pack format rebuilds packs written by older code
     shell:
-        "python -m pipeline.pack --lists {params.lists} --root {params.root} --out {output} > {log} 2>&1"
+        "python -m pipeline.pack --lists {params.lists:q} --root {params.root:q} --out {output:q} > {log:q} 2>&1"

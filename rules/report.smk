@@ -19,7 +19,7 @@ rule metrics_table:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "python -m trainer.figures metrics-table --out {output} {input} > {log} 2>&1"
+        "python -m trainer.figures metrics-table --out {output:q} {input:q} > {log:q} 2>&1"
 
 
 rule cmc_curves:
@@ -38,7 +38,7 @@ rule cmc_curves:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "python -m trainer.figures cmc --out {output} {input} > {log} 2>&1"
+        "python -m trainer.figures cmc --out {output:q} {input:q} > {log:q} 2>&1"
 
 
 rule dataset_summary:
@@ -60,7 +60,8 @@ rule dataset_summary:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "python -m trainer.figures summary --protocol {input.protocol} --out {output} {input.stages} > {log} 2>&1"
+        "python -m trainer.figures summary --protocol {input.protocol:q} --out {output:q} {input.stages:q} "
+        "> {log:q} 2>&1"
 
 
 rule rank_list:
@@ -86,9 +87,9 @@ rule rank_list:
         queries=report_option("queries"),
         top=report_option("top"),
     shell:
-        "python -m trainer.figures ranklist --features {input.features} --images {input.images} "
-        "--lists {params.lists} --out {output} {params.protocol} --queries {params.queries} --top {params.top} "
-        "> {log} 2>&1"
+        "python -m trainer.figures ranklist --features {input.features:q} --images {input.images:q} "
+        "--lists {params.lists:q} --out {output:q} {params.protocol:q} --queries {params.queries:q} "
+        "--top {params.top:q} > {log:q} 2>&1"
 
 
 rule feature_map:
@@ -112,8 +113,8 @@ rule feature_map:
         protocol=protocol_arg,
         max_ids=report_option("max_ids"),
     shell:
-        "python -m trainer.figures embedding --features {input.features} --lists {params.lists} --out {output} "
-        "{params.protocol} --max-ids {params.max_ids} > {log} 2>&1"
+        "python -m trainer.figures embedding --features {input.features:q} --lists {params.lists:q} "
+        "--out {output:q} {params.protocol:q} --max-ids {params.max_ids:q} > {log:q} 2>&1"
 
 
 rule training_curves:
@@ -132,8 +133,8 @@ rule training_curves:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "python -m trainer.figures curves --history {input.history} --out {output} "
-        "--title {wildcards.dataset}/{wildcards.method} > {log} 2>&1"
+        "python -m trainer.figures curves --history {input.history:q} --out {output:q} "
+        "--title {wildcards.dataset:q}/{wildcards.method:q} > {log:q} 2>&1"
 
 
 localrules:

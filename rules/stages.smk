@@ -24,22 +24,22 @@ rule stage_shard:
         gpu=stage_gpus,
     params:
         backend_params=backend_params,
-        model_file=lambda w: f"--model-file {model_file(w)}" if model_file(w) else "",
+        model_file=lambda w: ["--model-file", model_file(w)] if model_file(w) else [],
         sha256=lambda w: (
-            f"--sha256 {backend_cfg(w.stage, w.backend)['sha256']}"
+            ["--sha256", backend_cfg(w.stage, w.backend)["sha256"]]
             if backend_cfg(w.stage, w.backend).get("sha256")
-            else ""
+            else []
         ),
-        stores=lambda w, input: " ".join(f"--input-store {s}" for s in input.stores),
+        stores=lambda w, input: [word for s in input.stores for word in ("--input-store", s)],
         allow_none_found=allow_none_found,
         batch_size=batch_size,
         workers=decode_workers,
     shell:
-        "python -m pipeline.stages run --stage {wildcards.stage} --backend {wildcards.backend} "
-        "--images {input.images} --shard {wildcards.shard} --num-shards {wildcards.n} "
-        "--params '{params.backend_params}' {params.model_file} {params.sha256} {params.stores} {params.allow_none_found} "
-        "--batch-size {params.batch_size} --workers {params.workers} "
-        "--out {output} > {log} 2>&1"
+        "python -m pipeline.stages run --stage {wildcards.stage:q} --backend {wildcards.backend:q} "
+        "--images {input.images:q} --shard {wildcards.shard:q} --num-shards {wildcards.n:q} "
+        "--params {params.backend_params:q} {params.model_file:q} {params.sha256:q} {params.stores:q} "
+        "{params.allow_none_found:q} --batch-size {params.batch_size:q} --workers {params.workers:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule stage_merge:
@@ -56,8 +56,8 @@ rule stage_merge:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "python -m pipeline.stages merge --images {input.images} --out {output.store} "
-        "--summary {output.summary} {input.shards} > {log} 2>&1"
+        "python -m pipeline.stages merge --images {input.images:q} --out {output.store:q} "
+        "--summary {output.summary:q} {input.shards:q} > {log:q} 2>&1"
 
 
 rule alphapose_export:
@@ -71,8 +71,8 @@ rule alphapose_export:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "python -m pipeline.stages export-alphapose --store {input.store} --images {input.images} "
-        "--out {output} > {log} 2>&1"
+        "python -m pipeline.stages export-alphapose --store {input.store:q} --images {input.images:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule contact_sheet:
@@ -92,4 +92,5 @@ rule contact_sheet:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "python -m pipeline.stages contact-sheet --images {input.images} --out {output} {input.stores} > {log} 2>&1"
+        "python -m pipeline.stages contact-sheet --images {input.images:q} --out {output:q} {input.stores:q} "
+        "> {log:q} 2>&1"

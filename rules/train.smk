@@ -12,7 +12,7 @@ rule body_standin:
     params:
         out=lambda w, output: str(Path(output.model).parent),
     shell:
-        "python -m trainer.body standin --out {params.out} > {log} 2>&1"
+        "python -m trainer.body standin --out {params.out:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -56,10 +56,10 @@ rule train:
         body=body_args,
         teacher=teacher_args,
     shell:
-        "{params.launcher} trainer.train --method-config {input.method_config} --scale {params.scale} "
-        "{params.overrides} --lists {params.lists} --images {input.images} {params.stores} {params.body} "
-        "{params.teacher} --out {params.outdir} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "{params.launcher:q} trainer.train --method-config {input.method_config:q} --scale {params.scale:q} "
+        "{params.overrides:q} --lists {params.lists:q} --images {input.images:q} {params.stores:q} {params.body:q} "
+        "{params.teacher:q} --out {params.outdir:q} "
+        "--device {params.device:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -85,6 +85,6 @@ rule evaluate:
         lists=lambda w, input: str(Path(input.protocol).parent),
         stores=test_store_args,
     shell:
-        "python -m trainer.evaluate --model {input.model} --lists {params.lists} --images {input.images} {params.stores} "
-        "--out {output.metrics} --features {output.features} --device {params.device} --threads {threads} "
-        "> {log} 2>&1"
+        "python -m trainer.evaluate --model {input.model:q} --lists {params.lists:q} --images {input.images:q} "
+        "{params.stores:q} --out {output.metrics:q} --features {output.features:q} --device {params.device:q} "
+        "--threads {threads} > {log:q} 2>&1"
