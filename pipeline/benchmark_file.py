@@ -3,6 +3,7 @@ column `s` and peak resident memory in MB in `max_rss` (see the Snakemake docs, 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from .errors import InputError
@@ -22,4 +23,9 @@ def read_benchmark_file(path: str | Path) -> tuple[float, float]:
         rss = [float(r["max_rss"]) for r in rows if r["max_rss"] not in ("NA", "-")]
     except (TypeError, ValueError) as err:
         raise InputError(f"{path}: a value in column s or max_rss is not a number ({err})") from None
+    # float() reads "nan" and "inf" too, which would make every sum and table cell they reach nan or inf
+    bad = [v for v in (*seconds, *rss) if not (math.isfinite(v) and v >= 0)]
+    if bad:
+        raise InputError(f"{path}: {bad[0]} in column s or max_rss: wall seconds and memory are finite and not "
+                         "negative; rerun the job or restore its benchmark file")
     return max(seconds), max(rss, default=0.0)

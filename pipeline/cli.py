@@ -5,6 +5,7 @@ is not there, a disk that is full) are shown that way; any other exception is a 
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import sys
@@ -38,6 +39,18 @@ def reports_user_errors(main: Callable[..., int]) -> Callable[..., int]:
             return 2
 
     return wrapper
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (a batch size): 0 or a negative value is refused while the
+    arguments are read, before anything is loaded."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def key_value_args(args: list[str], option: str, form: str) -> dict[str, str]:

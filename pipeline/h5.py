@@ -28,7 +28,11 @@ def open_h5(path: str | Path, what: str, rebuild: str) -> h5py.File:
         raise InputError(f"{path}: {what} is empty (0 bytes); {rebuild}")
     try:
         return h5py.File(path, "r")
-    except OSError as e:  # only the open: a truncated, empty or non-HDF5 file
+    except OSError as e:  # only the open: a truncated, empty, non-HDF5 or locked file
+        # HDF5 locks a file it writes; another process's lock is BlockingIOError (EAGAIN) "unable to lock file"
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(e):
+            raise InputError(f"{path}: {what} is locked by another process that has it open for writing; wait "
+                             "for that process to finish, or stop it, then run this again") from None
         raise InputError(f"{path}: {what} cannot be opened as HDF5 ({e}); it is truncated or not an HDF5 "
                          f"file: {rebuild}") from None
 

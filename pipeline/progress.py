@@ -7,6 +7,7 @@ which a log shows as one ever-growing line.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from tqdm import tqdm
+
+from .errors import InputError
 
 T = TypeVar("T")
 INTERVAL_ENV = "CCREID_PROGRESS_INTERVAL"  # seconds between log lines (default 30)
@@ -24,9 +27,10 @@ def log_interval() -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r}: expected a number of seconds") from None
-    if value <= 0:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r}: must be positive")
+        raise InputError(f"{INTERVAL_ENV}={raw!r}: expected a number of seconds") from None
+    # float() also reads "nan" and "inf", with which no line would come before the end
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{INTERVAL_ENV}={raw!r}: expected a positive, finite number of seconds")
     return value
 
 

@@ -52,6 +52,8 @@ def tree_fingerprint(path: str | Path) -> str:
     h = hashlib.sha256()
     count = 0
     for rel, size, mtime in _walk(str(path)):
-        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+        # the name's bytes as the file system holds them: a name that is not UTF-8 has no str encoding, and must
+        # still count (the lists step then refuses it, naming it); for UTF-8 names these are the same bytes
+        h.update(os.fsencode(rel) + f"\0{size}\0{mtime}\n".encode())
         count += 1
     return f"{count} files, sha256 {h.hexdigest()}"

@@ -8,7 +8,15 @@ from pipeline.datasets import layout_dir
 from pipeline.imagepack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from pipeline.rawtree import tree_fingerprint
 from pipeline.stages.backends import STAGES, check_params, shard_gpus
+from pipeline.stages.store import STORE_FORMAT_VERSION
 from trainer.config import load_method_config, read_method_file
+
+# Snakemake keeps the last of two equal keys in a config file, so a second `overrides:` block would silently drop
+# the first: read each config file again, stopping the plan at a duplicate key with its file and line.
+from pipeline.yamlfile import load_config_file
+
+for _configfile in workflow.configfiles:
+    load_config_file(_configfile)
 
 
 def dataset_cfg(dataset):

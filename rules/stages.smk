@@ -34,6 +34,7 @@ rule stage_shard:
         allow_none_found=allow_none_found,
         batch_size=batch_size,
         workers=decode_workers,
+        format_version=STORE_FORMAT_VERSION,  # stores of an older format are rebuilt (their merge rule too)
     shell:
         "python -m pipeline.stages run --stage {wildcards.stage:q} --backend {wildcards.backend:q} "
         "--images {input.images:q} --shard {wildcards.shard:q} --num-shards {wildcards.n:q} "
@@ -55,6 +56,9 @@ rule stage_merge:
         stage=STAGE_PATTERN,
     conda:
         "../envs/ccreid.yaml"
+    params:
+        # shards are temporary, so only the merged store shows Snakemake a store of an older format
+        format_version=STORE_FORMAT_VERSION,
     shell:
         "python -m pipeline.stages merge --images {input.images:q} --out {output.store:q} "
         "--summary {output.summary:q} {input.shards:q} > {log:q} 2>&1"

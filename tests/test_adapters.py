@@ -193,3 +193,38 @@ def test_ltcc_files_of_another_format_and_broken_links_are_skipped_with_a_warnin
     assert "003_4_c1_000006.jpg: not a *.png image" in messages
     assert "004_5_c1_000007.png: a dangling symbolic link, skipped" in messages
     assert "005_6_c1_000008.png: a symbolic link loop, skipped" in messages
+
+
+def test_a_file_name_that_is_not_utf8_is_named_by_lists_and_counted_by_the_fingerprint(tmp_path, tiny_dataset, capsys,
+                                                                                      caplog):
+    """List files are UTF-8: an image whose name is not is refused (never dropped from its split), with its bytes
+    escaped; a stray non-image under such a name is skipped as other strays are. The workflow's fingerprint of the
+    raw tree must not fail on it at plan time, and must see it."""
+    import logging
+    import os
+    import shutil
+
+    from pipeline.lists import main as lists_main
+    from pipeline.rawtree import tree_fingerprint
+
+    root = tmp_path / "raw"
+    shutil.copytree(tiny_dataset["root"], root)
+    pid_dir = sorted((root / "prcc/rgb/train").iterdir())[0]
+    (pid_dir / "A_notes.txt").write_text("x")
+    os.rename(pid_dir / "A_notes.txt", os.fsencode(pid_dir) + b"/A_notes\xe9.txt")
+    before = tree_fingerprint(root / "prcc")
+    with caplog.at_level(logging.WARNING, logger="ccreid.datasets"):
+        assert lists_main(["--format", "prcc", "--root", str(root), "--out", str(tmp_path / "lists"),
+                           "--no-count-check"]) == 0
+    assert f"{pid_dir}/A_notes\udce9.txt: not an image, skipped" in caplog.messages
+    image = sorted(pid_dir.glob("A*.jpg"))[0]
+    os.rename(image, os.fsencode(pid_dir) + b"/A_caf\xe9.jpg")  # Latin-1, as a copy from an older system has it
+    after = tree_fingerprint(root / "prcc")
+    assert after != before and after == tree_fingerprint(root / "prcc")  # the same size and time: only the name
+    assert lists_main(["--format", "prcc", "--root", str(root), "--out", str(tmp_path / "lists2"),
+                       "--no-count-check"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"error: {pid_dir}/A_caf\\xe9.jpg: the file name is not UTF-8, which list files need; rename it "
+        "(convmv converts a whole tree)")
+    assert not (tmp_path / "lists2" / "protocol.json").exists()

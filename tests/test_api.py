@@ -2,6 +2,7 @@
 import contextlib
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_protocol, read_split
-from pipeline.stages.store import encode_rgb, merge, write_shard
+from pipeline.stages.store import encode_rgb, merge, shard_attrs, write_shard
 from trainer.config import load_method_config
 
 from .conftest import REPO
@@ -30,8 +31,7 @@ def faces_store(tiny_dataset, tmp_path_factory):
     pack = ImagePack(str(tiny_dataset["images"]))
     records = [{"crop_png": encode_rgb(np.full((24, 20, 3), j % 256, np.uint8)), "found": np.bool_(j % 2 == 0),
                 "score": np.float32(0.5)} for j in range(len(pack))]
-    attrs = {"stage": "faces", "backend": "test", "backend_version": "fixture", "params": "{}", "inputs": "[]",
-             "weights_sha256": "", "manifest_sha256": pack.manifest_sha256}
+    attrs = shard_attrs("faces", "test", pack.manifest_sha256, backend_version="fixture")
     write_shard(out / "s.h5", np.arange(len(pack)), records, attrs)
     merge([out / "s.h5"], out / "faces.h5", len(pack), pack.manifest_sha256)
     return out / "faces.h5"
@@ -112,3 +112,30 @@ def test_store_record_decodes_one_images_fields(tiny_dataset, faces_store):
     assert store_record(faces_store, tiny_dataset["images"], 4)["found"] is True
     with pytest.raises(InputError, match="not in the pack"):
         store_record(faces_store, tiny_dataset["images"], "prcc/rgb/none.jpg")
+
+
+@pytest.mark.parametrize("shape", [(0, 8, 3), (8, 0, 3), (0, 0, 3)])
+def test_an_image_array_without_pixels_is_named(shape):
+    """Refused before the resize, which would fail inside OpenCV with a traceback; the transform needs no model."""
+    import torch
+
+    from trainer.api import TrainedModel
+
+    model = TrainedModel(torch.nn.Identity(), {"config": {"method": "m", "data": {"height": 32, "width": 16}}},
+                         torch.device("cpu"))
+    with pytest.raises(InputError, match=re.escape(f"images[1]: an image array of shape {shape} has no pixels")):
+        model.features([np.zeros((8, 4, 3), np.uint8), np.zeros(shape, np.uint8)])
+
+
+def test_store_record_takes_a_numpy_row_and_refuses_other_kinds_of_image(tiny_dataset, faces_store):
+    from trainer.api import store_record
+
+    pack = ImagePack(str(tiny_dataset["images"]))
+    for row in (np.int64(3), np.int32(3), np.uint8(3), np.arange(6)[3]):
+        record = store_record(faces_store, tiny_dataset["images"], row)
+        assert record["found"] is False and (record["crop_png"] == 3).all()
+    assert store_record(faces_store, tiny_dataset["images"], Path(pack.paths[4]))["found"] is True
+    for bad, kind in ((True, "bool"), (np.bool_(False), "bool"), (3.0, "float"), (np.float64(3), "float64"),
+                      (None, "NoneType"), ([3], "list")):
+        with pytest.raises(InputError, match=rf"image .*: expected the image's path as listed .* got {kind}$"):
+            store_record(faces_store, tiny_dataset["images"], bad)

@@ -43,3 +43,17 @@ def test_key_value_options_keep_the_value_whole_and_refuse_a_malformed_or_repeat
             key_value_args([bad], "--store", "STAGE=PATH")
     with pytest.raises(InputError, match=r"--teachers deskpro is given twice \(t1 and t2\)"):
         key_value_args(["deskpro=t1", "deskpro=t2"], "--teachers", "METHOD=TEACHER")
+
+
+@pytest.mark.parametrize("value", ["0", "-8", "x"])
+def test_evaluate_refuses_a_batch_size_below_one_while_reading_its_arguments(value, tmp_path, capsys):
+    from trainer.evaluate import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--model", str(tmp_path / "model.pt"), "--lists", str(tmp_path), "--images", str(tmp_path / "i.h5"),
+              "--out", str(tmp_path / "metrics.json"), "--batch-size", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [line for line in err.splitlines() if "error:" in line] == [
+        f"python -m trainer.evaluate: error: argument --batch-size: expected a positive integer, got {value!r}"]
+    assert not (tmp_path / "metrics.json").exists()

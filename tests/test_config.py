@@ -1,5 +1,6 @@
 """Method files that inherit, typed configs, and one registry type for everything chosen by name."""
 import json
+import re
 
 import pytest
 import torch
@@ -180,3 +181,67 @@ def test_warmup_cosine_schedule_against_the_formula(epoch):
     assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9)
     if epoch == 139:
         assert expected == pytest.approx(low)  # the cosine reaches lr/1000 at the last of the 140 epochs
+
+
+# --- YAML a user writes ----------------------------------------------------------------------------------
+
+MALFORMED_METHOD_FILES = [
+    ("method: a\ndefaults: {lr: [0.1}\n", r"a\.yaml:2:20: expected ',' or '\]', but got '\}'"),
+    ("method: a\ndefaults:\n  lr: 0.1\n   epochs: 3\n", r"a\.yaml:4:10: mapping values are not allowed here"),
+    ("method: a\ndefaults: !!python/object/apply:os.system ['touch MARKER']\n",
+     r"a\.yaml:2:11: could not determine a constructor for the tag '.*python/object/apply:os\.system'"),
+    ("method: a\ndefaults: {lr: 0.1}\nscales: {tiny: {lr: 0.2}}\ndefaults: {lr: 0.3}\n",
+     r"a\.yaml:4:1: duplicate key 'defaults' \(first at line 2; YAML would keep only the last"),
+    ("method: a\ndefaults:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n", r"a\.yaml:5:3: duplicate key 'lr' \(first at line 3"),
+]
+
+
+@pytest.mark.parametrize("text, expected", MALFORMED_METHOD_FILES)
+def test_a_malformed_method_file_names_file_line_and_problem(tmp_path, text, expected):
+    from pipeline.errors import InputError
+
+    (tmp_path / "a.yaml").write_text(text.replace("MARKER", str(tmp_path / "ran")))
+    (tmp_path / "b.yaml").write_text("method: b\nbase: a.yaml\ndefaults: {}\n")
+    for path in (tmp_path / "a.yaml", tmp_path / "b.yaml"):  # read itself, or as another file's base
+        with pytest.raises(InputError, match=f"^{tmp_path}/{expected}") as refused:
+            load_method_config(path)
+        assert "\n" not in str(refused.value)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_merge_keys_may_repeat_what_they_bring_in(tmp_path):
+    (tmp_path / "a.yaml").write_text("method: a\ndefaults:\n  common: &c {x: 1, y: 2}\n  other:\n    <<: *c\n"
+                                     "    y: 3\n")
+    assert load_method_config(tmp_path / "a.yaml")["other"] == {"x": 1, "y": 3}
+
+
+def _train_cli(args, lists, tmp_path, capsys) -> tuple[int, str]:
+    from trainer.train import main
+
+    code = main([*args, "--lists", str(lists), "--images", str(tmp_path / "images.h5"), "--out", str(tmp_path / "o")])
+    return code, capsys.readouterr().err
+
+
+def test_a_malformed_method_file_or_set_value_is_one_line_from_the_command(tmp_path, capsys):
+    """Refused while the config is read: before the image pack is opened or anything is written."""
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "protocol.json").write_text(json.dumps({"dataset": "d", "format": "prcc", "protocols": []}))
+    for n, (text, expected) in enumerate(MALFORMED_METHOD_FILES):
+        method = tmp_path / f"m{n}" / "a.yaml"
+        method.parent.mkdir()
+        method.write_text(text.replace("MARKER", str(tmp_path / "ran")))
+        code, err = _train_cli(["--method-config", str(method)], lists, tmp_path, capsys)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert re.match(f"error: {method.parent}/{expected}", err), err
+    for value, expected in [("optim.milestones=[1", r"override 'optim\.milestones=\[1':1:3: expected ',' or '\]'"),
+                            ("optim.lr=!!python/object/apply:os.system ['touch MARKER']",
+                             r"override \"optim\.lr=!!python/object/apply:os\.system .*\":1:1: could not determine "
+                             r"a constructor for the tag '.*python/object/apply:os\.system'"),
+                            ("model={backbone: a, backbone: b}", r"override 'model=\{.*\}':1:15: duplicate key "
+                                                                 r"'backbone'")]:
+        code, err = _train_cli(["--method-config", str(REPO / "config/methods/cal.yaml"), "--scale", "tiny", "--set",
+                                value.replace("MARKER", str(tmp_path / "ran"))], lists, tmp_path, capsys)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert re.match(rf"error: cal\.yaml {expected}", err), err
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "o").exists()

@@ -8,7 +8,7 @@ from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_split
 from pipeline.stages.cloth import MERGE7
-from pipeline.stages.store import Store, encode_png, merge, write_shard
+from pipeline.stages.store import Store, encode_png, merge, shard_attrs, write_shard
 from trainer.config import load_method_config
 from trainer.cre_data import erase_labels, erased
 from trainer.features import evaluate_protocols
@@ -46,8 +46,7 @@ def write_cloth_store(tiny_dataset, out, found=lambda j: True) -> str:
         records.append({"merged_png": encode_png(merged), "erase_png": encode_png(erase.astype(np.uint8)),
                         "body_png": encode_png((merged > 0).astype(np.uint8)),
                         "cloth_png": encode_png(erase.astype(np.uint8)), "found": np.bool_(found(j))})
-    attrs = {"stage": "cloth_masks", "backend": "test", "backend_version": "fixture", "params": "{}", "inputs": "[]",
-             "weights_sha256": "", "manifest_sha256": pack.manifest_sha256}
+    attrs = shard_attrs("cloth_masks", "test", pack.manifest_sha256, backend_version="fixture")
     write_shard(out / "s.h5", np.arange(len(pack)), records, attrs)
     merge([out / "s.h5"], out / "cloth.h5", len(pack), pack.manifest_sha256)
     return str(out / "cloth.h5")

@@ -11,7 +11,7 @@ from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
 from pipeline.listfile import read_split
 from pipeline.stages.cloth import attention_target, deskpro_target
-from pipeline.stages.store import Store, decode_rgb, encode_png, encode_rgb, merge, write_shard
+from pipeline.stages.store import Store, decode_rgb, encode_png, encode_rgb, merge, shard_attrs, write_shard
 from trainer.config import load_method_config
 from trainer.features import evaluate_protocols
 from trainer.methods import build_method, method_class
@@ -43,8 +43,7 @@ def cloth_of(h: int, w: int) -> np.ndarray:
 
 
 def _store(path, stage, records, pack, backend="test"):
-    attrs = {"stage": stage, "backend": backend, "backend_version": "test fixture", "params": "{}", "inputs": "[]",
-             "weights_sha256": "", "manifest_sha256": pack.manifest_sha256}
+    attrs = shard_attrs(stage, backend, pack.manifest_sha256, backend_version="test fixture")
     shard = path.with_suffix(".shard.h5")
     write_shard(shard, np.arange(len(pack)), records, attrs)
     merge([shard], path, len(pack), pack.manifest_sha256)
@@ -370,12 +369,14 @@ def test_the_report_lists_each_stream_after_the_method_result(tmp_path):
     from trainer.report import table
 
     def metrics(v):
-        return {"mAP": v, "rank1": v, "rank5": v, "rank10": v, "rank20": v, "num_valid_queries": 3}
+        return {"query": "query", "gallery": "gallery", "mode": "CC", "mAP": v, "rank1": v, "rank5": v, "rank10": v,
+                "rank20": v, "mINP": v, "num_valid_queries": 3}
 
     path = tmp_path / "metrics.json"
     path.write_text(__import__("json").dumps({
-        "dataset": "synthetic", "method": "deskpro", "protocols": {"CC": metrics(0.5)},
-        "streams": {"all": {"CC": metrics(0.5)}, "body": {"CC": metrics(0.3)}, "face": {"CC": metrics(0.2)}}}))
+        "dataset": "synthetic", "method": "deskpro", "scale": "tiny", "protocols": {"CC": metrics(0.5)},
+        "streams": {"all": {"CC": metrics(0.5)}, "body": {"CC": metrics(0.3)}, "face": {"CC": metrics(0.2)}},
+        "provenance": {"config_hash": "h", "git_commit_train": "c", "seed": 1}}))
     rows = [line.split() for line in table([str(path)]).splitlines()[1:]]
     assert [(r[1], r[2], r[3]) for r in rows] == [("deskpro", "CC", "50.0"), ("deskpro[body]", "CC", "30.0"),
                                                   ("deskpro[face]", "CC", "20.0")]

@@ -147,8 +147,9 @@ def test_training_curves_group_what_history_holds(tmp_path):
 def _metrics(method, maps, commit="abc123def4567890", streams=None, cmc=True):
     protocols = {}
     for name, m in maps.items():
-        protocols[name] = {"query": "query_diff", "gallery": "gallery", "mode": "CC", "mAP": m, "rank1": m + .1,
-                           "rank5": m + .2, "rank10": m + .3, "rank20": m + .4, "mINP": m / 2,
+        protocols[name] = {"query": "query_diff", "gallery": "gallery", "mode": "CC", "mAP": m,
+                           **{f"rank{k}": min(m + d, 1.0) for k, d in ((1, .1), (5, .2), (10, .3), (20, .4))},
+                           "mINP": m / 2,
                            "num_valid_queries": 7, "num_queries": 8,
                            **({"cmc": np.linspace(m + .1, 1, 50).round(4).tolist()} if cmc else {})}
     report = {"dataset": "tiny", "train_dataset": "tiny", "method": method, "scale": "tiny", "protocols": protocols,
@@ -206,7 +207,7 @@ def test_summary_and_the_command_line(tiny_dataset, tmp_path):
 
 def _seeded(tmp_path, dataset, method, seed, sc, cc):
     report = _metrics(method, {"SC": sc, "CC": cc})
-    report["dataset"], report["provenance"]["seed"] = dataset, seed
+    report["dataset"], report["train_dataset"], report["provenance"]["seed"] = dataset, dataset, seed
     path = tmp_path / f"{dataset}-{method}-{seed}.json"
     path.write_text(json.dumps(report))
     return path
@@ -341,3 +342,142 @@ def test_benchmark_table_refuses_runs_on_other_data_and_names_each_commit(tmp_pa
     oracle[1].write_text(json.dumps(other))
     with pytest.raises(InputError, match="free-baseline-2.json: its provenance has no manifest_sha256"):
         benchmark_rows([*paths, *oracle], "bench", "free", ["baseline", "cal"], [1, 2])
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: "), err
+    return err.strip()
+
+
+def _broken_metrics(tmp_path) -> dict[str, tuple[str, str]]:
+    """file name -> (its text, what the error must say): truncated, keys missing, values of the wrong type."""
+    whole = json.dumps(_metrics("cal", {"SC": 0.5, "CC": 0.2}), indent=2)
+    no_rank1 = _metrics("cal", {"SC": 0.5, "CC": 0.2})
+    del no_rank1["protocols"]["CC"]["rank1"]
+    listed = _metrics("cal", {"SC": 0.5, "CC": 0.2})
+    listed["protocols"] = [listed["protocols"]["CC"]]
+    worded = _metrics("cal", {"SC": 0.5, "CC": 0.2})
+    worded["protocols"]["SC"]["mAP"] = "high"
+    cases = {"truncated.json": (whole[: len(whole) // 2], "not JSON"),
+             "empty.json": ("", "not JSON"),
+             "no_rank1.json": (json.dumps(no_rank1), "protocols.CC has no 'rank1'"),
+             "listed.json": (json.dumps(listed), "protocols is [{"),
+             "worded.json": (json.dumps(worded), "protocols.SC.mAP is 'high', not a number"),
+             "array.json": ("[1, 2]", "the file is [1, 2], not a mapping")}
+    for name, (text, _) in cases.items():
+        (tmp_path / name).write_text(text)
+    return cases
+
+
+@pytest.mark.parametrize("figure", ["metrics-table", "cmc", "benchmark-table"])
+def test_a_truncated_or_malformed_metrics_file_is_one_line_naming_it(tmp_path, figure, capsys):
+    cases = _broken_metrics(tmp_path)
+    extra = ["--dataset", "tiny", "--methods", "cal", "--seeds", "1", "--html", str(tmp_path / "t.html")] \
+        if figure == "benchmark-table" else []
+    for name, (_, expected) in cases.items():
+        out = tmp_path / "out"
+        assert figures_main([figure, "--out", str(out), *extra, str(tmp_path / name)]) == 2
+        line = _one_error_line(capsys)
+        assert line.startswith(f"error: {tmp_path / name}: ") and expected in line, line
+        assert not out.exists()
+
+
+def _report_cli(paths, capsys) -> tuple[int, str]:
+    from trainer.report import main as report_main
+
+    code = report_main([str(p) for p in paths])
+    return code, capsys.readouterr().err
+
+
+def test_the_report_names_a_missing_or_broken_metrics_file(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_metrics("cal", {"SC": 0.5, "CC": 0.2})))
+    code, err = _report_cli([good, tmp_path / "missing.json"], capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'missing.json'}: No such file or directory", err
+    cases = _broken_metrics(tmp_path)
+    for name, (_, expected) in cases.items():
+        code, err = _report_cli([good, tmp_path / name], capsys)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"error: {tmp_path / name}: ") and expected in err, err
+
+
+@pytest.mark.parametrize("value, expected", [
+    (float("nan"), "protocols.CC.mAP is nan, not a fraction in [0, 1]"),
+    (float("inf"), "protocols.CC.mAP is inf, not a fraction in [0, 1]"),
+    (93.0, "protocols.CC.mAP is 93.0, not a fraction in [0, 1] (a percentage? metrics.json holds fractions)"),
+    (-0.1, "protocols.CC.mAP is -0.1, not a fraction in [0, 1]"),
+])
+def test_a_metric_no_evaluation_gives_is_refused_by_every_table(tmp_path, value, expected, capsys):
+    paths = [_seeded(tmp_path, "bench", "cal", s, 0.8, 0.3) for s in (1, 2)]
+    bad = json.loads(paths[1].read_text())
+    bad["protocols"]["CC"]["mAP"] = value
+    paths[1].write_text(json.dumps(bad))  # NaN and Infinity as Python's json writes them
+    bench = ["benchmark-table", "--dataset", "bench", "--methods", "cal", "--seeds", "1", "2", "--html",
+             str(tmp_path / "t.html")]
+    for figure in (bench, ["metrics-table"], ["cmc"]):
+        assert figures_main([*figure, "--out", str(tmp_path / "out"), *map(str, paths)]) == 2
+        assert _one_error_line(capsys) == f"error: {paths[1]}: {expected}"
+    bad["protocols"]["CC"]["mAP"] = 0.3
+    bad["protocols"]["SC"]["cmc"][4] = 1.5
+    paths[1].write_text(json.dumps(bad))
+    assert figures_main(["cmc", "--out", str(tmp_path / "out"), *map(str, paths)]) == 2
+    assert "protocols.SC.cmc at rank 5 is 1.5, not a fraction in [0, 1]" in _one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_benchmark_refuses_a_model_evaluated_on_another_dataset_naming_the_file(tmp_path, capsys):
+    paths = [_seeded(tmp_path, "bench", m, s, 0.8, 0.3) for m in ("baseline", "cal") for s in (1, 2)]
+    oracle = [_seeded(tmp_path, "free", "baseline", s, 0.9, 0.6) for s in (1, 2)]
+    args = ["benchmark-table", "--dataset", "bench", "--oracle", "free", "--methods", "baseline", "cal", "--seeds",
+            "1", "2", "--out", str(tmp_path / "t.md"), "--html", str(tmp_path / "t.html")]
+    assert figures_main([*args, *map(str, paths + oracle)]) == 0
+    capsys.readouterr()
+    for wrong, trained in ((paths[3], "free"), (oracle[0], "bench")):  # cal tested on bench, the oracle on free
+        kept = wrong.read_text()
+        report = json.loads(kept)
+        report["train_dataset"] = trained
+        wrong.write_text(json.dumps(report))
+        (tmp_path / "t.md").unlink(missing_ok=True)
+        assert figures_main([*args, *map(str, paths + oracle)]) == 2
+        assert _one_error_line(capsys) == (f"error: {wrong}: a model trained on {trained} and evaluated on "
+                                           f"{report['dataset']}: the benchmark compares models trained and tested "
+                                           "on one dataset")
+        assert not (tmp_path / "t.md").exists()
+        wrong.write_text(kept)
+    other = _seeded(tmp_path, "elsewhere", "cal", 1, 0.8, 0.3)  # trained and tested on a third dataset
+    assert figures_main([*args, *map(str, paths + oracle), str(other)]) == 2
+    line = _one_error_line(capsys)
+    assert f"does not hold: elsewhere/cal ({other}); it compares baseline, cal on bench and baseline on the " \
+           "oracle free" in line
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5"])
+def test_a_benchmark_file_with_a_value_no_job_takes_is_named(tmp_path, value, capsys):
+    run = tmp_path / "bench" / "cal" / "seed1"
+    run.mkdir(parents=True)
+    metrics = run / "metrics.json"
+    metrics.write_text(_seeded(tmp_path, "bench", "cal", 1, 0.8, 0.3).read_text())
+    for job in ("train", "evaluate"):
+        (run / f"{job}.benchmark.tsv").write_text(BENCH_TSV + "60\t0\t100\t1\t1\t1\t0\t0\t0\t0\n")
+    (run / "train.benchmark.tsv").write_text(BENCH_TSV + f"{value}\t0\t100\t1\t1\t1\t0\t0\t0\t0\n")
+    assert figures_main(["benchmark-table", "--dataset", "bench", "--methods", "cal", "--seeds", "1", "--out",
+                         str(tmp_path / "t.md"), "--html", str(tmp_path / "t.html"), str(metrics), "--timings",
+                         str(run / "train.benchmark.tsv"), str(run / "evaluate.benchmark.tsv")]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {run / 'train.benchmark.tsv'}: {float(value)} in column s or max_rss"), line
+    assert not (tmp_path / "t.md").exists()
+
+
+@pytest.mark.parametrize("cut", ["half a line", "binary"])
+def test_a_cut_history_line_is_named_with_its_line(tmp_path, cut, capsys):
+    records = [{"epoch": e, "seconds": 2.0, "loss_id": 1.0 / e} for e in (1, 2, 3)]
+    history = tmp_path / "history.jsonl"
+    last = json.dumps(records[2])
+    history.write_bytes(("".join(json.dumps(r) + "\n" for r in records[:2])).encode()
+                        + (last[: len(last) // 2].encode() if cut == "half a line" else b"\xff\xfe{\n"))
+    assert figures_main(["curves", "--history", str(history), "--out", str(tmp_path / "c.png")]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {history}:3: not a JSON record"), line
+    assert not (tmp_path / "c.png").exists()

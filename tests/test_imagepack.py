@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack, write_pack
 from pipeline.pack import listed_paths
 
@@ -133,3 +134,25 @@ def test_a_full_disk_while_packing_is_one_line_naming_the_pack(tmp_path, tiny_da
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith(f"error: {out}: File too large") and "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pack_another_process_holds_open_for_writing_is_named_as_locked_not_truncated(tmp_path, tiny_dataset):
+    import subprocess
+    import sys
+
+    held = tmp_path / "images.h5"
+    held.write_bytes(tiny_dataset["images"].read_bytes())
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, time, h5py\n"
+                               f"f = h5py.File({str(held)!r}, 'a')\nprint('open', flush=True)\ntime.sleep(120)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "open\n"
+        with pytest.raises(InputError) as refused:
+            ImagePack(held)
+    finally:
+        writer.kill()
+        writer.wait()
+    message = str(refused.value)
+    assert message.startswith(f"{held}: image pack is locked by another process that has it open for writing")
+    assert "wait for that process" in message and "truncated" not in message and "rebuild" not in message
+    assert ImagePack(held).manifest_sha256  # once the writer is gone, the same file opens

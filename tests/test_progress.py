@@ -29,11 +29,26 @@ def test_log_lines_come_at_the_interval_with_counts_rate_and_eta(monkeypatch, ca
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize("raw", ["soon", "0", "-3"])
+@pytest.mark.parametrize("raw", ["soon", "abc", "0", "-1", "-3", "nan", "inf", "-inf"])
 def test_a_bad_interval_is_named(monkeypatch, raw):
+    from pipeline.errors import UserError
+
     monkeypatch.setenv(P.INTERVAL_ENV, raw)
-    with pytest.raises(ValueError, match=P.INTERVAL_ENV):
+    with pytest.raises(UserError, match=f"{P.INTERVAL_ENV}='{raw}'"):
         P.log_interval()
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "nan"])
+def test_a_bad_interval_stops_a_command_with_one_line(tiny_dataset, tmp_path, raw):
+    """Output to a file, as under Snakemake, is where the interval is read."""
+    env = dict(os.environ, **{P.INTERVAL_ENV: raw})
+    proc = subprocess.run([sys.executable, "-m", "pipeline.pack", "--lists", str(tiny_dataset["lists"]), "--root",
+                           str(tiny_dataset["root"]), "--out", str(tmp_path / "images.h5")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {P.INTERVAL_ENV}='{raw}'")
+    assert not (tmp_path / "images.h5").exists()
 
 
 def test_a_stage_shards_log_shows_progress_while_it_runs(tiny_dataset, tmp_path):

@@ -11,7 +11,7 @@ from pipeline.stages.__main__ import main as stages_main
 from pipeline.stages.__main__ import run
 from pipeline.stages.backends import Item, build
 from pipeline.stages.quality import iou, quality
-from pipeline.stages.store import Store, decode_rgb, merge, shard_indices, write_shard
+from pipeline.stages.store import Store, decode_rgb, merge, shard_attrs, shard_indices, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def _records(indices, value):
 
 
 def test_merge_aligns_rows_to_the_manifest_whatever_the_shard_order(tmp_path):
-    attrs = {"stage": "silhouettes", "backend": "x", "params": "{}", "manifest_sha256": "abc"}
+    attrs = shard_attrs("silhouettes", "x", "abc")
     paths = []
     for k in (2, 0, 1):
         idx = shard_indices(7, k, 3)

@@ -560,3 +560,202 @@ def test_images_decoded_by_workers_come_in_order_and_give_the_same_shard(kp, tmp
     _same_shard(tmp_path / "w.h5", tmp_path / "one.h5")
     with pytest.raises(InputError, match="workers must be 0 or more"):
         decoded_images(pack, rows, workers=-1)
+
+
+# --- 6. provenance: parts and stores computed from other inputs, damaged parts, the parts folder ------
+
+def _build(tmp, images, stage, backend, params=None, model_file=None, inputs=(), name=None):
+    """A merged store of one shard."""
+    pack = ImagePack(images)
+    name = name or f"{stage}-{backend}"
+    run(stage, backend, images, 0, 1, str(tmp / f"{name}.shard.h5"), params or {}, model_file,
+        tuple(str(i) for i in inputs))
+    merge([tmp / f"{name}.shard.h5"], tmp / f"{name}.h5", len(pack), pack.manifest_sha256)
+    return tmp / f"{name}.h5"
+
+
+@pytest.fixture(scope="module")
+def upstream(kp, tmp_path_factory):
+    """Two keypoints stores of one backend and params, from other ground truth (kp_b's joints are 6 px off), so of
+    different provenance; the true silhouettes; and GrabCut silhouettes seeded by kp_a."""
+    tmp = tmp_path_factory.mktemp("upstream")
+    shifted = tmp / "groundtruth.h5"
+    shutil.copy(kp["gt"], shifted)
+    with h5py.File(shifted, "r+") as f:
+        joints = f["keypoints"][:]
+        joints[..., :2] += 6
+        f["keypoints"][...] = joints
+    images = kp["images"]
+    return {"kp_a": kp["store"], "kp_b": _build(tmp, images, "keypoints", "groundtruth", model_file=shifted),
+            "sil": _build(tmp, images, "silhouettes", "groundtruth", model_file=kp["gt"]),
+            "grabcut_a": _build(tmp, images, "silhouettes", "grabcut", {"iterations": 1}, inputs=(kp["store"],)),
+            "gt_b": shifted}
+
+
+def test_resumed_parts_of_a_shard_computed_from_another_upstream_store_start_it_over(kp, upstream, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """The issue's case: the downstream shard crashes after part 0, its keypoints store is rebuilt from other
+    ground truth (same backend and params), and the rerun must not keep part 0."""
+    from pipeline.stages.parsing import KeypointGeometry
+
+    n = len(ImagePack(kp["images"]))
+    out = tmp_path / "parsing.h5"
+    args = ("parsing", "keypoint-geometry", kp["images"], 0, 1, str(out), {})
+    _count_calls(monkeypatch, KeypointGeometry, crash_after=15)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(*args, input_stores=(str(upstream["kp_a"]), str(upstream["sil"])), part_rows=10)
+    assert (tmp_path / "parsing.h5.parts").is_dir()
+    monkeypatch.undo()
+    calls = _count_calls(monkeypatch, KeypointGeometry)
+    run(*args, input_stores=(str(upstream["kp_b"]), str(upstream["sil"])), part_rows=10)
+    log = capsys.readouterr().out
+    assert "starting the shard over" in log and "inputs" in log and "resuming" not in log, log
+    assert calls == list(range(n))
+    monkeypatch.undo()
+    clean_b = tmp_path / "clean-b.h5"
+    run("parsing", "keypoint-geometry", kp["images"], 0, 1, str(clean_b), {},
+        input_stores=(str(upstream["kp_b"]), str(upstream["sil"])))
+    _same_shard(out, clean_b)
+    clean_a = tmp_path / "clean-a.h5"
+    run("parsing", "keypoint-geometry", kp["images"], 0, 1, str(clean_a), {},
+        input_stores=(str(upstream["kp_a"]), str(upstream["sil"])))
+    with Store(upstream["kp_a"]) as a, Store(upstream["kp_b"]) as b, h5py.File(clean_a) as fa, h5py.File(clean_b) as fb:
+        assert (a.attrs["backend"], a.params) == (b.attrs["backend"], b.params) and a.provenance != b.provenance
+        # each shard declares the very stores it was computed from, and its own digest covers theirs
+        assert json.loads(fb.attrs["inputs"])["keypoints"]["provenance"] == b.provenance
+        assert json.loads(fa.attrs["inputs"])["keypoints"]["provenance"] == a.provenance
+        assert fa.attrs["params"] == fb.attrs["params"] and fa.attrs["provenance"] != fb.attrs["provenance"]
+
+
+def test_merge_refuses_shards_computed_from_other_input_stores(kp, upstream, tmp_path, capsys):
+    pack = ImagePack(kp["images"])
+    shards = [tmp_path / "0-of-2.h5", tmp_path / "1-of-2.h5"]
+    for k, keypoints in enumerate((upstream["kp_a"], upstream["kp_b"])):
+        run("parsing", "keypoint-geometry", kp["images"], k, 2, str(shards[k]), {},
+            input_stores=(str(keypoints), str(upstream["sil"])))
+    with pytest.raises(InputError, match=r"shards of different runs \(their inputs, provenance differ"):
+        merge(shards, tmp_path / "parsing.h5", len(pack), pack.manifest_sha256)
+    assert not (tmp_path / "parsing.h5").exists()
+
+
+def _edit_part(path, field):
+    """Change one row of a part in place, as a bad disk or a stray write would, leaving its attributes alone."""
+    with h5py.File(path, "r+") as f:
+        if field == "keypoints":
+            f["keypoints"][...] = 7.0
+        else:  # a PNG row replaced by another valid PNG
+            f[field][3] = f[field][4]
+
+
+@pytest.mark.parametrize("stage, field", [("keypoints", "keypoints"), ("silhouettes", "mask_png")])
+def test_a_part_whose_content_changed_is_recomputed_not_reused(kp, tmp_path, monkeypatch, capsys, stage, field):
+    from pipeline.stages.keypoints import GroundTruthKeypoints
+    from pipeline.stages.silhouettes import GroundTruthSilhouettes
+
+    cls = {"keypoints": GroundTruthKeypoints, "silhouettes": GroundTruthSilhouettes}[stage]
+    n = len(ImagePack(kp["images"]))
+    out, parts = tmp_path / "s.h5", tmp_path / "s.h5.parts"
+    args = (stage, "groundtruth", kp["images"], 0, 1, str(out), {}, kp["gt"])
+    _count_calls(monkeypatch, cls, crash_after=25)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(*args, part_rows=10)
+    first = sorted(parts.iterdir())[0]
+    _edit_part(first, field)
+    monkeypatch.undo()
+    calls = _count_calls(monkeypatch, cls)
+    run(*args, part_rows=10)
+    log = capsys.readouterr().out
+    assert f"resuming: 1 of {-(-n // 10)} parts already computed" in log and first.name in log, log
+    assert "checksum" in log, log
+    assert calls == list(range(10)) + list(range(20, n))  # the changed part again, the intact one kept
+    monkeypatch.undo()
+    run(stage, "groundtruth", kp["images"], 0, 1, str(tmp_path / "clean.h5"), {}, kp["gt"])
+    _same_shard(out, tmp_path / "clean.h5")
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "dangling symlink"])
+def test_a_parts_path_that_is_not_a_folder_is_an_error_before_any_work(kp, tmp_path, monkeypatch, capsys, kind):
+    from pipeline.stages.keypoints import GroundTruthKeypoints
+
+    out, parts, elsewhere = tmp_path / "s.h5", tmp_path / "s.h5.parts", tmp_path / "elsewhere"
+    if kind == "file":
+        parts.write_text("notes\n")
+    else:
+        elsewhere.mkdir()
+        (elsewhere / "keep.txt").write_text("mine\n")
+        os.symlink(elsewhere if kind == "symlink" else tmp_path / "gone", parts)
+    calls = _count_calls(monkeypatch, GroundTruthKeypoints)
+    rc = cli(["run", "--stage", "keypoints", "--backend", "groundtruth", "--images", kp["images"],
+              "--model-file", kp["gt"], "--part-rows", 10, "--out", out])
+    one_line_error(capsys, rc, f"{parts}: ", "a symlink" if "symlink" in kind else "a file", "remove it")
+    assert calls == [] and not out.exists()
+    if kind != "file":
+        assert parts.is_symlink() and sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
+
+
+def test_run_refuses_input_stores_that_do_not_belong_together(kp, upstream, tmp_path, monkeypatch, capsys):
+    """GrabCut silhouettes seeded by kp_a given beside kp_b: the parsing would pair joints and masks of
+    different keypoints."""
+    from pipeline.stages.parsing import KeypointGeometry
+
+    calls = _count_calls(monkeypatch, KeypointGeometry)
+    args = ["run", "--stage", "parsing", "--backend", "keypoint-geometry", "--images", kp["images"], "--out",
+            tmp_path / "p.h5", "--input-store", upstream["grabcut_a"]]
+    rc = cli(args + ["--input-store", upstream["kp_b"]])
+    line = one_line_error(capsys, rc, upstream["grabcut_a"], upstream["kp_b"], "keypoints", "weights_sha256")
+    assert "rebuild" in line and calls == [] and not (tmp_path / "p.h5").exists()
+    rc = cli(args + ["--input-store", upstream["kp_b"], "--input-store", upstream["kp_a"]])
+    one_line_error(capsys, rc, "two keypoints stores", upstream["kp_a"], upstream["kp_b"])
+    assert cli(args + ["--input-store", upstream["kp_a"]]) == 0 and (tmp_path / "p.h5").exists()
+
+
+def test_open_stores_refuses_a_store_computed_from_another_store_than_the_one_given_beside_it(kp, tmp_path):
+    """DeSKPro's faces and faces_restored (training and evaluation open their stores through open_stores)."""
+    from trainer.stores import close_stores, open_stores, store_provenance
+
+    images, pack = kp["images"], ImagePack(kp["images"])
+    faces = _build(tmp_path, images, "faces", "groundtruth", {"crop_size": 32}, kp["gt"], name="faces")
+    other = _build(tmp_path, images, "faces", "groundtruth", {"crop_size": 48}, kp["gt"], name="other")
+    restored = _build(tmp_path, images, "faces_restored", "bicubic", {"size": 64}, inputs=(faces,))
+    with pytest.raises(InputError) as caught:
+        open_stores({"faces": str(other), "faces_restored": str(restored)}, pack.manifest_sha256)
+    message = str(caught.value)
+    assert "\n" not in message and str(restored) in message and str(other) in message and "params" in message
+    assert "crop_size" in message
+    opened = open_stores({"faces": str(faces), "faces_restored": str(restored)}, pack.manifest_sha256)
+    try:
+        provenance = store_provenance(opened)
+        assert provenance["faces"]["provenance"] == opened["faces"].provenance
+        assert provenance["faces_restored"]["provenance"] == opened["faces_restored"].provenance
+    finally:
+        close_stores(opened)
+
+
+@pytest.mark.parametrize("attr, value, expected", [
+    ("params", 3, "its 'params' attribute is an integer, not JSON text"),
+    ("params", "[1, 2]", "its 'params' attribute is a list, not a JSON mapping"),
+    ("fields", "keypoints,found", "its 'fields' attribute is not JSON"),
+    ("inputs", 5, "its 'inputs' attribute is an integer, not JSON text"),
+    ("inputs", '{"silhouettes": "grabcut"}', "its 'inputs' attribute declares silhouettes as"),
+    ("provenance", None, "no 'provenance' attribute"),
+    ("provenance", "0" * 64, "does not match"),
+    ("backend_version", "another", "does not match"),
+])
+def test_store_attributes_that_cannot_be_read_are_one_line_errors(kp, tmp_path, capsys, attr, value, expected):
+    store = tmp_path / "keypoints.h5"
+    shutil.copy(kp["store"], store)
+    shard = tmp_path / "0-of-1.h5"
+    run("keypoints", "groundtruth", kp["images"], 0, 1, str(shard), {}, kp["gt"])
+    for path in (store, shard):
+        with h5py.File(path, "r+") as f:
+            if value is None:
+                del f.attrs[attr]
+            else:
+                f.attrs[attr] = value
+    rc = cli(["run", "--stage", "silhouettes", "--backend", "grabcut", "--images", kp["images"], "--input-store",
+              store, "--out", tmp_path / "o.h5"])
+    line = one_line_error(capsys, rc, f"{store}: ", expected)
+    assert "rebuild" in line or "snakemake --force" in line
+    rc = cli(["merge", "--images", kp["images"], "--out", tmp_path / "m.h5", "--summary", tmp_path / "m.json", shard])
+    one_line_error(capsys, rc, f"{shard}: ", expected, "rerun")
+    assert not (tmp_path / "o.h5").exists() and not (tmp_path / "m.h5").exists()

@@ -11,7 +11,16 @@ from pipeline.stages.backends import Item, build
 from pipeline.stages.cloth import MERGE7, deskpro_target
 from pipeline.stages.parsing import GEOMETRY_LABELS, nearest_part
 from pipeline.stages.quality import box_iou, quality
-from pipeline.stages.store import Store, decode_png, decode_rgb, encode_png, encode_rgb, merge, write_shard
+from pipeline.stages.store import (
+    Store,
+    decode_png,
+    decode_rgb,
+    encode_png,
+    encode_rgb,
+    merge,
+    shard_attrs,
+    write_shard,
+)
 
 from .test_stages import grace_hopper, grace_hopper_pose, gt_file
 
@@ -145,7 +154,7 @@ def test_face_quality_metric_and_detector_on_synthetic_faces(tiny_dataset, truth
     visible = ~np.isnan(boxes).any(1)
     records = [{"found": np.bool_(v), "box": b.astype(np.float32)} for v, b in zip(visible, boxes, strict=True)]
     write_shard(tmp_path / "f.shard", np.arange(len(pack)), records,
-                {"stage": "faces", "backend": "truth", "params": "{}", "manifest_sha256": pack.manifest_sha256})
+                shard_attrs("faces", "truth", pack.manifest_sha256))
     merge([tmp_path / "f.shard"], tmp_path / "f.h5", len(pack), pack.manifest_sha256)
     q = quality(str(tmp_path / "f.h5"), images, gt_file(tiny_dataset))
     assert q["found_rate"] == 1.0 and q["mean_box_iou"] == 1.0 and q["false_detection_rate_back_views"] == 0.0

@@ -332,3 +332,24 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_partial
     assert "last.pt" in r.stderr and "Traceback" not in r.stderr
     leftovers = [p for p in out.rglob("*") if p.is_file() and p.name not in ("train_config.json", "history.jsonl")]
     assert leftovers == [], leftovers
+
+
+def test_a_full_disk_while_writing_train_config_names_it_and_leaves_no_partial_file(tmp_path, tiny_dataset):
+    """RLIMIT_FSIZE makes the write fail with EFBIG, as a full disk fails it with ENOSPC; before any training."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, signal, sys\n"
+        "from trainer.train import main\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", script, "--method-config", str(REPO / "config/methods/baseline.yaml"),
+                        "--scale", "tiny", "--lists", str(tiny_dataset["lists"]), "--images",
+                        str(tiny_dataset["images"]), "--out", str(out), "--threads", "1"],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [f"error: {out / 'train_config.json'}: File too large"], r.stderr
+    assert list(out.iterdir()) == []  # neither a truncated train_config.json nor its temporary

@@ -480,10 +480,27 @@ def test_a_missing_smpl_file_stops_the_plan_naming_file_and_source(workflow):
     assert "smpl.is.tue.mpg.de" in out
 
 
+def test_a_config_file_with_a_key_twice_stops_the_plan_naming_key_and_lines(workflow):
+    """Snakemake's own loader keeps the second `overrides:` block and drops the first without a word."""
+    text = (yaml.safe_dump(TINY_CONFIG) + "overrides:\n  cal: [epochs=1]\n"
+            + yaml.safe_dump({"overrides": {"baseline": ["epochs=2"]}}))
+    (workflow / "twice.yaml").write_text(text)
+    first, second = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith("overrides:")]
+    proc = snakemake(workflow, "-n", "results/tiny/cal/metrics.json", "--configfile", "twice.yaml", check=False)
+    assert proc.returncode != 0
+    assert (f"twice.yaml:{second}:1: duplicate key 'overrides' (first at line {first};"
+            in proc.stdout + proc.stderr), proc.stderr[-3000:]
+    assert jobs_planned(proc) == {}
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"datasets": {"tiny": {"scale": "tiniest"}}}, "unknown scale 'tiniest'"),
     ({"overrides": {"cal": ["optim.lr=fast"]}}, "cal.yaml override.optim.lr: expected a number"),
     ({"overrides": {"cal": ["optim.lrr=1e-4"]}}, "unknown key 'lrr'"),
+    # values no training runs with (trainer/config.py check_trainable), for the target's method or another
+    ({"overrides": {"cal": ["optim.lr=0"]}}, "optim.lr is 0.0; it must be positive"),
+    ({"overrides": {"baseline": ["epochs=0"]}}, "epochs is 0; it must be at least 1"),
+    ({"overrides": {"cal": ["data.batch_size=0"]}}, "data.batch_size is 0"),
 ])
 def test_a_bad_scale_or_override_stops_the_plan_before_any_work(workflow, change, expected):
     cfg = json.loads(json.dumps(TINY_CONFIG))

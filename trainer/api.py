@@ -34,10 +34,14 @@ from .transforms import TestTransform
 __all__ = ["TrainedModel", "evaluate_retrieval", "load_model", "store_record"]
 
 
-def _read_image(image: str | Path | np.ndarray) -> np.ndarray:
+def _read_image(image: str | Path | np.ndarray, index: int) -> np.ndarray:
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InputError(f"an image array must be H×W×3 uint8 RGB, got {image.shape} {image.dtype}")
+            raise InputError(f"images[{index}]: an image array must be H×W×3 uint8 RGB, got {image.shape} "
+                             f"{image.dtype}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise InputError(f"images[{index}]: an image array of shape {image.shape} has no pixels: H and W must "
+                             "be at least 1")
         return image
     path = Path(image)
     if not path.is_file():
@@ -58,7 +62,7 @@ class _Images(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int):
-        return self.transform(_read_image(self.images[i])), 0
+        return self.transform(_read_image(self.images[i], i)), 0
 
 
 class TrainedModel:
@@ -112,11 +116,16 @@ def evaluate_retrieval(query: np.ndarray, gallery: np.ndarray | None, q_pids, g_
     return summarise(result)
 
 
-def store_record(store: str | Path, images: str | Path, image: str | int) -> dict:
-    """Every field of a stage store for one image of the pack (its path as listed, or its row), PNG fields
-    decoded (RGB crops as H×W×3, label maps as H×W)."""
+def store_record(store: str | Path, images: str | Path, image: str | Path | int) -> dict:
+    """Every field of a stage store for one image of the pack (its path as listed, or its row: a Python or NumPy
+    integer), PNG fields decoded (RGB crops as H×W×3, label maps as H×W)."""
+    # a bool is an int to Python, but True as "row 1" is surely a mistake; a NumPy integer (a row taken from an
+    # array of indices) is a row, not a path named "3"
+    if isinstance(image, bool | np.bool_) or not isinstance(image, str | Path | int | np.integer):
+        raise InputError(f"image {image!r}: expected the image's path as listed (str or Path) or its row in the "
+                         f"pack (an integer), got {type(image).__name__}")
     pack = ImagePack(images)
-    row = image if isinstance(image, int) else int(pack.indices([str(image)])[0])
+    row = int(image) if isinstance(image, int | np.integer) else int(pack.indices([str(image)])[0])
     if not 0 <= row < len(pack):
         raise InputError(f"row {row}: the image pack has {len(pack)} images")
     with Store(store, pack.manifest_sha256) as s:

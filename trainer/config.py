@@ -11,11 +11,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 
-import yaml
-
 from pipeline.errors import InputError
+from pipeline.yamlfile import load_yaml, loads_yaml
 
 
 class ConfigError(InputError):
@@ -84,7 +84,7 @@ def read_method_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"{path}: `base` chain loops back to itself ({' -> '.join(str(p) for p in _seen)})")
     if not path.is_file():
         raise ConfigError(f"{path}: no such method file")
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: not a method file (expected a mapping with method and defaults)")
     unknown = sorted(set(raw) - METHOD_FILE_KEYS)
@@ -124,8 +124,44 @@ def set_dotted(cfg: dict, assignment: str, where: str = "override") -> dict:
     keys = dotted.split(".")
     for k in keys[:-1]:
         node = node.setdefault(k, {})
-    node[keys[-1]] = yaml.safe_load(raw)
+    node[keys[-1]] = loads_yaml(raw, f"{where} {assignment!r}")
     return _merge(cfg, override, where)
+
+
+# Values a training cannot run with, by key name wherever the key sits in a method's config: (test, what it must be).
+# Learning rates: those the optimisers take (lr_reference_batch and min_lr_ratio are not rates).
+_TRAINABLE = {
+    "seed": (lambda v: v >= 0, "0 or more"),
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "num_instances": (lambda v: v >= 1, "at least 1"),
+    "height": (lambda v: v > 0, "positive"),
+    "width": (lambda v: v > 0, "positive"),
+    "lr": (lambda v: v > 0, "positive"),
+    "lr_3d": (lambda v: v > 0, "positive"),
+    "weight_decay": (lambda v: v >= 0, "0 or more"),
+    "workers": (lambda v: v >= 0, "0 or more"),
+    "eval_every": (lambda v: v >= 0, "0 or more"),
+    "epsilon": (lambda v: 0 <= v < 1, "in [0, 1)"),  # label smoothing and CAL's / DeSKPro's soft targets
+}
+
+
+def check_trainable(cfg: dict, where: str, prefix: str = "") -> None:
+    """Refuse, naming the key, a value no training can run with: NaN or an infinity anywhere, and the ranges of
+    _TRAINABLE (batch size 0, lr ≤ 0, ...). Checked where a config is merged, so the workflow's plan stops on it."""
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            check_trainable(value, where, f"{name}.")
+            continue
+        numbers = value if isinstance(value, list) else [value]
+        for v in numbers:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not math.isfinite(v):
+                raise ConfigError(f"{where}: {name} is {v}; a training needs finite numbers")
+            if key in _TRAINABLE and not _TRAINABLE[key][0](v):
+                raise ConfigError(f"{where}: {name} is {v}; it must be {_TRAINABLE[key][1]}")
 
 
 def load_method_config(path: str | Path, scale: str | None = None, overrides: list[str] | tuple = (),
@@ -144,6 +180,8 @@ def load_method_config(path: str | Path, scale: str | None = None, overrides: li
         cfg = _merge(cfg, scales[scale], f"{path}:scales.{scale}")
     for assignment in overrides:
         cfg = set_dotted(cfg, assignment, f"{path.name} override")
+    check_trainable(cfg, f"{path}" + (f" at scale {scale}" if scale and scale != "paper" else "")
+                    + (f" with {', '.join(overrides)}" if overrides else ""))
     cfg["method"] = raw["method"]
     cfg["scale"] = scale or "paper"
     if dataset_format in raw["dataset_defaults"]:

@@ -27,6 +27,15 @@ def init_from_env(device: torch.device) -> bool:
     return True
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether `flag` is true on any process (itself when not distributed)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 class _GatherLocalGrad(torch.autograd.Function):
     """all_gather whose backward keeps only this process's slice of the gradient (as CAL's GatherLayer)."""
 

@@ -7,6 +7,7 @@ if it had never stopped.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.atomic import write_text
-from pipeline.errors import InputError
+from pipeline.errors import InputError, UserError
 from pipeline.progress import progress as show_progress
 from pipeline.weights import load_torch_file, save_torch_file
 
@@ -43,6 +44,26 @@ def _unwrap(m):
 
 
 CHECKPOINT_HINT = "remove the run's checkpoints/ folder to start over"
+
+
+class TrainingDiverged(UserError, ArithmeticError):
+    """A loss term or gradient became NaN or infinite: the training stops at that step and writes no model."""
+
+
+def check_finite_step(stats: dict[str, float], precision: Precision, epoch: int, epochs: int, step: int,
+                      steps: int, device: torch.device) -> None:
+    """Stop at the first step whose loss terms (a method's stats) or gradients are not finite. Under DDP every
+    process stops at the same step, whichever saw it (one stopping alone would leave the others waiting)."""
+    terms = [k for k, v in stats.items() if not math.isfinite(v)]
+    problems = precision.take_problems()
+    if D.any_rank(bool(terms or problems), device):
+        finite = ", ".join(f"{k}={v:.4g}" for k, v in stats.items() if k not in terms)
+        what = (", ".join(f"{k}={stats[k]}" for k in terms) if terms
+                else "; ".join(problems) if problems else "another process's loss or gradient")
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch + 1}/{epochs}, step {step + 1}/{steps}: {what} is not finite "
+            f"(the step's other values: {finite or 'none'}); no model was written (lower optim.lr, or check the "
+            f"inputs). Checkpoints of the finished epochs are kept")
 
 
 def _rng_state() -> dict:
@@ -148,11 +169,12 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         sampler.set_epoch(epoch)
         method.train(True)
         sums: dict[str, float] = defaultdict(float)
-        steps, t0 = 0, time.time()
+        steps, t0, skipped = 0, time.time(), precision.skipped_steps
         for images, pids, camids, clothes in show_progress(loader, f"epoch {epoch + 1}/{epochs}", unit="steps",
                                                            leave=False):
             stats = method.train_step(finish_batch(to_device(images, device)), pids.to(device), camids.to(device),
                                       clothes.to(device), epoch, precision)
+            check_finite_step(stats, precision, epoch, epochs, steps, len(loader), device)
             for k, v in stats.items():
                 sums[k] += v
             steps += 1
@@ -163,6 +185,8 @@ def fit(method: Method, loader, sampler, epochs: int, device: torch.device, prec
         record = {"epoch": epoch + 1, "seconds": round(seconds, 2), "steps": steps,
                   "images_per_second": round(steps * (loader.batch_size or 0) / max(seconds, 1e-9), 2), **lrs,
                   **{k: v / max(steps, 1) for k, v in sums.items()}}
+        if precision.scaler.is_enabled():  # fp16 steps the GradScaler skipped (an inf gradient while it scales)
+            record["amp_skipped_steps"] = precision.skipped_steps - skipped
         if evaluate is not None and eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             record["eval"] = evaluate(epoch)
         records.append(record)

@@ -17,7 +17,7 @@ import h5py
 import torch
 
 from pipeline.atomic import write_text
-from pipeline.cli import reports_user_errors
+from pipeline.cli import positive_int, reports_user_errors
 from pipeline.errors import InputError
 from pipeline.h5 import new_h5
 from pipeline.imagepack import ImagePack
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                          "with test.stores=[] (CRE+BSGA without parsing at test: no cloth_masks store read); "
                          "recorded in metrics.json")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=positive_int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     a = ap.parse_args(argv)
     if a.threads > 0:

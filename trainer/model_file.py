@@ -15,6 +15,12 @@ from .models import build_feature_net
 MODEL_HINT = "give the model.pt that `python -m trainer.train` (the workflow's train rule) writes"
 
 
+def nonfinite_tensors(state_dict: dict) -> list[str]:
+    """Names of the floating-point tensors holding NaN or an infinity."""
+    return [k for k, v in state_dict.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def load_model_file(path: str | Path) -> dict:
     """model.pt's contents, loaded without running code (weights_only) and checked to be a model.pt."""
     state = load_torch_file(path, "trained model (model.pt)", MODEL_HINT)
@@ -24,6 +30,10 @@ def load_model_file(path: str | Path) -> dict:
     missing = [k for k in ("feature_net", "config", "dataset") if not isinstance(state, dict) or k not in state]
     if missing:
         raise InputError(f"{path}: not a ccreid model.pt (no {missing}); {MODEL_HINT}")
+    bad = nonfinite_tensors(state["feature_net"])
+    if bad:  # written by a training that diverged before the engine stopped such runs: its features are NaN
+        raise InputError(f"{path}: {len(bad)} of {len(state['feature_net'])} tensors of its feature net hold NaN or "
+                         f"infinite values (first: {bad[0]}); the training that wrote it diverged — train it again")
     return state
 
 

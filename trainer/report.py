@@ -1,8 +1,11 @@
 """python -m trainer.report results/<dataset>/<method>/metrics.json ...  — a side-by-side table."""
 from __future__ import annotations
 
-import json
 import sys
+
+from pipeline.cli import reports_user_errors
+
+from .metrics_file import read_metrics_file
 
 
 def metric_rows(report: dict) -> list[tuple[str, str, dict]]:
@@ -16,10 +19,7 @@ def metric_rows(report: dict) -> list[tuple[str, str, dict]]:
 
 
 def table(paths: list[str]) -> str:
-    reports = []
-    for path in paths:
-        with open(path) as fh:
-            reports.append(json.load(fh))
+    reports = [read_metrics_file(path) for path in paths]
     w = max([len("dataset")] + [len(r["dataset"]) for r in reports])
     rows = [(r["dataset"], *row) for r in reports for row in metric_rows(r)]
     mw = max([len("method")] + [len(method) for _, method, _, _ in rows])
@@ -31,6 +31,7 @@ def table(paths: list[str]) -> str:
     return "\n".join(out)
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     paths = sys.argv[1:] if argv is None else argv
     if not paths:

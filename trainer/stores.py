@@ -10,7 +10,7 @@ from pipeline.datasets.base import Sample, listed_files
 from pipeline.errors import InputError
 from pipeline.h5 import open_h5
 from pipeline.imagepack import ImagePack
-from pipeline.stages.store import Store, decode_png, store_rebuild
+from pipeline.stages.store import Store, check_inputs_agree, decode_png, store_rebuild
 
 
 def parse_store_args(args: list[str]) -> dict[str, str]:
@@ -19,16 +19,19 @@ def parse_store_args(args: list[str]) -> dict[str, str]:
 
 
 def open_stores(stores: dict[str, str], manifest_sha256: str) -> dict[str, Store]:
-    """Open each store, refusing one made for another image pack or given as the wrong stage."""
-    opened = {}
-    for stage, path in stores.items():
-        store = Store(path, manifest_sha256)
-        if store.attrs["stage"] != stage:
-            store.close()
-            for other in opened.values():
-                other.close()
-            raise InputError(f"{path}: a {store.attrs['stage']} store given as {stage}")
-        opened[stage] = store
+    """Open each store, refusing one made for another image pack, given as the wrong stage, or computed from
+    another store of a stage given beside it (DeSKPro's faces_restored restored from other faces than `faces`)."""
+    opened: dict[str, Store] = {}
+    try:
+        for stage, path in stores.items():
+            store = Store(path, manifest_sha256)
+            opened[stage] = store
+            if store.attrs["stage"] != stage:
+                raise InputError(f"{path}: a {store.attrs['stage']} store given as {stage}")
+        check_inputs_agree(opened, "--store")
+    except InputError:
+        close_stores(opened)
+        raise
     return opened
 
 
@@ -52,8 +55,9 @@ def found_summary(stores: dict[str, Store], pack: ImagePack, samples: list[Sampl
 
 
 def store_provenance(stores: dict[str, Store]) -> dict:
-    """What produced each store, for model.pt."""
-    return {stage: {"path": str(store.path), **{k: str(store.attrs[k]) for k in
+    """What produced each store, for model.pt: provenance is the digest of everything it was computed from, the
+    stores upstream of it included (pipeline.stages.store.provenance)."""
+    return {stage: {"path": str(store.path), "provenance": store.provenance, **{k: str(store.attrs[k]) for k in
                     ("backend", "backend_version", "params", "weights_sha256", "created")}}
             for stage, store in stores.items()}
 

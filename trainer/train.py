@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from pipeline.atomic import write_text
 from pipeline.cli import reports_user_errors
 from pipeline.datasets.base import pid2clothes
 from pipeline.errors import InputError
@@ -29,10 +30,11 @@ from pipeline.weights import save_torch_file
 
 from . import distributed as D
 from .config import config_hash, load_method_config
-from .engine import checkpoint_path, discard_other_runs, fit
+from .engine import TrainingDiverged, checkpoint_path, discard_other_runs, fit
 from .features import evaluate_protocols
 from .methods import build_method, method_class
 from .methods.base import augment_place
+from .model_file import nonfinite_tensors
 from .precision import Precision
 from .run_identity import run_identity, run_key
 from .runtime import git_commit, hardware, pick_device, seed_everything
@@ -114,6 +116,11 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
         if scalars:
             scalars.close()
     model_path = out / "model.pt"
+    # every process checks (DDP keeps their weights equal), so none is left waiting at the barrier below
+    bad = nonfinite_tensors(method.feature_net().state_dict())
+    if bad:  # e.g. BN statistics that overflowed although every loss and gradient stayed finite
+        raise TrainingDiverged(f"the trained feature net holds NaN or infinite values in {len(bad)} tensors "
+                               f"(first: {bad[0]}); {model_path} was not written")
     if D.rank() == 0:
         feature_net = method.feature_net()
         figures = out / TRAIN_FIGURES
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     if os.environ.get("RANK", "0") == "0":
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
+        write_text(out / "train_config.json", json.dumps(cfg, indent=2))
     resources = {"body_model": a.body_model, "mocap": a.mocap, "teacher": a.teacher}
     path = train(cfg, a.lists, a.images, out, a.device, parse_store_args(a.store), resources)
     print(f"wrote {path}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,6 +132,20 @@ def check_no_duplicates(data: DatasetSplits) -> None:
             seen[path] = split
 
 
+def check_names_encodable(data: DatasetSplits, root: Path) -> None:
+    """List files are UTF-8 text, and a file name that is not UTF-8 (copied from a system with another encoding)
+    cannot be written in one. Skipping it would drop an image of the published split, so stop, naming it with its
+    undecodable bytes escaped."""
+    for samples in data.splits.values():
+        for path in (p for s in samples for p in (s.path, *s.frames)):
+            try:
+                path.encode()
+            except UnicodeEncodeError:
+                name = os.fsencode(root / path).decode("utf-8", "backslashreplace")
+                raise DatasetLayoutError(f"{name}: the file name is not UTF-8, which list files need; rename it "
+                                         "(convmv converts a whole tree)") from None
+
+
 def _readable_file(path: Path) -> bool:
     """Whether `path` is a regular file once links are followed; a dangling or looping symlink is logged and
     skipped (a dataset copied with broken links must not lose images silently)."""
@@ -220,4 +235,5 @@ def load(fmt: str, root: str | Path) -> DatasetSplits:
         raise DatasetLayoutError(f"{root}: dataset root does not exist (format {fmt!r})")
     data = adapter(root)
     check_no_duplicates(data)
+    check_names_encodable(data, root)
     return data

@@ -31,7 +31,17 @@ from ..errors import InputError, MissingInputError
 from ..imagepack import ImagePack
 from ..progress import progress as show_progress
 from .backends import Item, build, check_params, registered
-from .store import PART_ROWS, ShardParts, Store, merge, shard_indices, write_shard
+from .store import (
+    PART_ROWS,
+    ShardParts,
+    Store,
+    check_inputs_agree,
+    merge,
+    parts_dir,
+    shard_attrs,
+    shard_indices,
+    write_shard,
+)
 
 
 def check_model_file(path: str, expected_sha256: str | None) -> str:
@@ -86,23 +96,29 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
     backend `batch_size` at a time (Backend.batch: one forward pass for a learned backend that batches), decoded
     by `workers` processes ahead of it."""
     check_params(stage, backend_name, params)  # before any file is read or model loaded
+    parts_dir(out)  # a file or symlink in the way of the parts is an error now, not after the work
     weights_sha256 = check_model_file(model_file, expected_sha256) if model_file else ""
     pack = ImagePack(images)
     with contextlib.ExitStack() as stack:
         backend = build(stage, backend_name, params, model_file)
         stack.callback(backend.close)
         stores = [stack.enter_context(Store(p, pack.manifest_sha256)) for p in input_stores]
-        inputs = {s.attrs["stage"]: s for s in stores}
+        inputs: dict[str, Store] = {}
+        for s in stores:
+            name = s.attrs["stage"]
+            if name in inputs:
+                raise InputError(f"two {name} stores given (--input-store): {inputs[name].path} and {s.path}; give one")
+            inputs[name] = s
+        check_inputs_agree(inputs, "--input-store")
         missing = [s for s in backend.input_stages if s not in inputs and s not in backend.optional_inputs]
         if missing:
             raise InputError(f"{stage} backend {backend_name!r} needs a {missing[0]} store (--input-store)")
-        fields = {name: json.loads(s.attrs["fields"]) for name, s in inputs.items()}
+        fields = {name: s.fields for name, s in inputs.items()}
         backend.bind({name: s.attrs for name, s in inputs.items()})
         indices = shard_indices(len(pack), shard, num_shards)
-        input_attrs = {name: {"backend": s.attrs["backend"], "params": s.attrs["params"]} for name, s in inputs.items()}
-        attrs = {"stage": stage, "backend": backend_name, "backend_version": backend.version,
-                 "params": json.dumps(backend.params, sort_keys=True), "weights_sha256": weights_sha256,
-                 "inputs": json.dumps(input_attrs, sort_keys=True), "manifest_sha256": pack.manifest_sha256}
+        # a part, and the shard at merge, are keyed on the provenance of every input store (shard_attrs)
+        attrs = shard_attrs(stage, backend_name, pack.manifest_sha256, backend_version=backend.version,
+                            params=backend.params, weights_sha256=weights_sha256, inputs=inputs)
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1 image, got {batch_size}")
         # the batch size is part of what a part was computed from: batched passes differ in the last float bits
@@ -111,8 +127,9 @@ def run(stage: str, backend_name: str, images: str, shard: int, num_shards: int,
         done = parts.completed()
         if parts.restarted:
             print(f"{out}: starting the shard over: {parts.restarted}", flush=True)
-        elif done:
-            print(f"{out}: resuming: {len(done)} of {len(parts.blocks)} parts already computed", flush=True)
+        elif done or parts.recomputed:
+            again = f"; computing again {', '.join(parts.recomputed)}" if parts.recomputed else ""
+            print(f"{out}: resuming: {len(done)} of {len(parts.blocks)} parts already computed{again}", flush=True)
         found, records, pending, t0 = sum(done.values()), [], [], time.time()
         todo = np.array([pos for pos in range(len(indices)) if pos // part_rows not in done], np.int64)
         images_todo = decoded_images(pack, indices[todo], workers)

@@ -10,7 +10,6 @@ Written as Markdown (results/benchmark/table.md, for the README) and HTML (for t
 """
 from __future__ import annotations
 
-import json
 import math
 from html import escape
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from pipeline.benchmark_file import read_benchmark_file
 from pipeline.errors import InputError
 
+from ..metrics_file import read_metrics_file
 from .tables import STYLE, _table, short_commit
 
 PROTOCOLS = ("SC", "CC")
@@ -32,10 +32,11 @@ def read_runs(paths: list[str | Path]) -> list[tuple[Path, dict]]:
     (dataset, method, seed) are refused, naming both."""
     runs, seen = [], {}
     for path in map(Path, paths):
-        report = json.loads(path.read_text())
-        for key in ("dataset", "method", "protocols", "provenance"):
-            if key not in report:
-                raise InputError(f"{path}: no {key!r}: not a metrics.json written by trainer.evaluate")
+        report = read_metrics_file(path)
+        if report.get("train_dataset") != report["dataset"]:
+            raise InputError(f"{path}: a model trained on {report.get('train_dataset', 'an unrecorded dataset')} and "
+                             f"evaluated on {report['dataset']}: the benchmark compares models trained and tested on "
+                             "one dataset")
         missing = [p for p in PROTOCOLS if p not in report["protocols"]]
         if missing:
             raise InputError(f"{path}: no {', '.join(missing)} protocol ({report['dataset']} has "
@@ -139,7 +140,13 @@ def benchmark_rows(paths: list[str | Path], dataset: str, oracle: str | None, me
     known = {(d, m) for d, m in by_run}
     unexpected = sorted(known - {(d, m) for d, m, _ in wanted})
     if unexpected:
-        raise InputError(f"metrics of runs the benchmark does not hold: {', '.join(f'{d}/{m}' for d, m in unexpected)}")
+        files: dict[tuple[str, str], list[str]] = {}
+        for p, r in runs:
+            files.setdefault((r["dataset"], r["method"]), []).append(str(p))
+        raise InputError("metrics of runs the benchmark does not hold: "
+                         + "; ".join(f"{d}/{m} ({', '.join(files[(d, m)])})" for d, m in unexpected)
+                         + f"; it compares {', '.join(methods)} on {dataset}"
+                         + (f" and {oracle_method} on the oracle {oracle}" if oracle else ""))
     wrong = [f"{d}/{m}: metrics for seeds {sorted(by_run.get((d, m), {}))}" for d, m, _ in wanted
              if sorted(by_run.get((d, m), {})) != sorted(seeds)]
     if wrong:

@@ -15,8 +15,12 @@ BOOKKEEPING = {"epoch", "seconds", "steps", "images_per_second", "eval"}
 
 def read_history(path: str | Path) -> list[dict]:
     records = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        record = json.loads(line)
+    for n, line in enumerate(Path(path).read_bytes().splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}:{n}: not a JSON record ({e}): a line cut short by a killed run, "
+                             "or edited?") from None
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
             raise InputError(f"{path}:{n}: not an epoch record of trainer.engine (no integer 'epoch')")
         records.append(record)

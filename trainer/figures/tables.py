@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 
+from ..metrics_file import read_metrics_file
 from ..report import metric_rows
 
 STYLE = ("<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse;margin:8px 0}"
@@ -20,13 +21,7 @@ METRIC_COLUMNS = (("mAP", "mAP"), ("R1", "rank1"), ("R5", "rank5"), ("R10", "ran
 
 def read_metrics(paths: list[str | Path]) -> list[dict]:
     """metrics.json files of one dataset, checked: each names its dataset and method once."""
-    reports = []
-    for path in paths:
-        report = json.loads(Path(path).read_text())
-        for key in ("dataset", "method", "protocols", "provenance"):
-            if key not in report:
-                raise InputError(f"{path}: no {key!r}: not a metrics.json written by trainer.evaluate")
-        reports.append(report)
+    reports = [read_metrics_file(path) for path in paths]
     seen: dict[tuple, str] = {}
     for path, r in zip(paths, reports, strict=True):
         key = (r["dataset"], r["method"], tuple(r.get("test_overrides", [])))

@@ -246,10 +246,10 @@ class ThreeDSL(Method):
         precision.update()
         if self.weights["adv"] and "betas" in out:
             fake_rot, fake_betas = self.fake_parameters(out)
-            stats["loss_d"] = self.discriminator_step(fake_rot.detach(), fake_betas.detach())
+            stats["loss_d"] = self.discriminator_step(fake_rot.detach(), fake_betas.detach(), precision)
         return stats
 
-    def discriminator_step(self, fake_rotmats: torch.Tensor, fake_betas: torch.Tensor) -> float:
+    def discriminator_step(self, fake_rotmats: torch.Tensor, fake_betas: torch.Tensor, precision: Precision) -> float:
         """fake_rotmats N×23×3×3 (non-root), fake_betas N×10; as many real samples as fakes (HMR)."""
         real_pose, real_betas = self.mocap.sample(fake_betas.shape[0])
         real_rot = axis_angle_to_rotmat(real_pose.to(self.device))[:, 1:]
@@ -258,7 +258,7 @@ class ThreeDSL(Method):
         self.optimizer_d.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.discriminator.parameters())  # not DDP-wrapped: average by hand
-        self.optimizer_d.step()
+        precision.step_unscaled(self.optimizer_d)  # taken only with finite gradients
         return loss.item()
 
 
