@@ -8,7 +8,8 @@ above what training consumes. Images keep their own sizes; resizing belongs to t
 Datasets: path (str, relative to the dataset root), encoded (vlen uint8), crc32 (uint32 of each image's
 bytes, checked on every read: HDF5 keeps no checksum of variable-length data, so a flipped byte would
 otherwise decode into a silently different picture), height, width (int32).
-Attributes: manifest_sha256 (over paths and file digests), dataset, root, format_version.
+Attributes: manifest_sha256 (over paths and file digests), dataset, lists_sha256 (pipeline.listfile.lists_digest of
+the lists it was packed from: training and evaluation refuse other lists beside it), root, format_version.
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ import numpy as np
 
 from .errors import InputError, MissingInputError
 from .h5 import new_h5, open_h5
+from .listfile import lists_digest, read_protocol
 from .progress import progress as show_progress
 
-FORMAT_VERSION = 2  # 2: per-image crc32
+FORMAT_VERSION = 3  # 2: per-image crc32; 3: lists_sha256
 REBUILD = "rebuild it (snakemake --forcerun pack <target>, or python -m pipeline.pack)"
 
 
@@ -39,8 +41,11 @@ def decode(encoded: np.ndarray, where: str = "image") -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str, progress: bool | None = None) -> str:
-    """Pack the images at root/path for each path (in this order) into `out`; returns the manifest hash."""
+def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str, progress: bool | None = None,
+               lists_sha256: str = "") -> str:
+    """Pack the images at root/path for each path (in this order) into `out`; returns the manifest hash.
+    lists_sha256: the digest of the lists the paths come from ("": packed from no lists, which training and
+    evaluation refuse)."""
     root = Path(root)
     if len(set(paths)) != len(paths):
         dup = next(p for p in paths if paths.count(p) > 1)
@@ -70,7 +75,8 @@ def write_pack(paths: list[str], root: str | Path, out: str | Path, dataset: str
         f.create_dataset("height", data=hw[:, 0])
         f.create_dataset("width", data=hw[:, 1])
         digest = manifest.hexdigest()
-        f.attrs.update(manifest_sha256=digest, dataset=dataset, root=str(root), format_version=FORMAT_VERSION,
+        f.attrs.update(manifest_sha256=digest, dataset=dataset, lists_sha256=lists_sha256, root=str(root),
+                       format_version=FORMAT_VERSION,
                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        storage=json.dumps({"encoded": "original file bytes"}))
     return digest
@@ -91,9 +97,24 @@ class ImagePack:
             self.paths = [p.decode() if isinstance(p, bytes) else p for p in f["path"][:]]
             self.crc32 = f["crc32"][:]
             self.manifest_sha256 = str(f.attrs["manifest_sha256"])
+            self.dataset = str(f.attrs.get("dataset", ""))
+            self.lists_sha256 = str(f.attrs.get("lists_sha256", ""))
         self.index = {p: i for i, p in enumerate(self.paths)}
         self._encoded: h5py.Dataset | None = None
         self._pid: int | None = None
+
+    def check_lists(self, lists_dir: str | Path) -> None:
+        """Refuse lists that are not the ones this pack was packed from: another dataset's lists over the same
+        paths (a clothes-free twin) would otherwise be read against these images without a word."""
+        if not self.lists_sha256:
+            raise InputError(f"{self.path}: packed without recording its lists, so it cannot be checked against "
+                             f"{lists_dir}; {REBUILD}")
+        theirs = lists_digest(lists_dir)
+        if theirs != self.lists_sha256:
+            raise InputError(f"{lists_dir}: not the lists {self.path} was packed from (the pack: dataset "
+                             f"{self.dataset!r}, lists {self.lists_sha256[:12]}…; these: dataset "
+                             f"{read_protocol(lists_dir).get('dataset')!r}, lists {theirs[:12]}…); give the lists "
+                             f"beside the pack, or pack these lists")
 
     def _open(self) -> h5py.File:
         return open_h5(self.path, "image pack", REBUILD)

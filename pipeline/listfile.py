@@ -5,11 +5,13 @@ Video datasets list one tracklet per line (its folder as the path) and, beside e
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path, PureWindowsPath
 
 from .atomic import write_text
 from .datasets.base import NO_CLOTHES, DatasetSplits, Protocol, Sample, listed_files, summarise
+from .digest import file_sha256
 from .errors import InputError, MissingInputError
 
 PROTOCOL_FILE = "protocol.json"
@@ -134,6 +136,22 @@ def read_protocol(lists_dir: str | Path) -> dict:
     meta["protocols"] = [Protocol(**{**p, "cameras": tuple(p["cameras"]) if p.get("cameras") is not None else None})
                          for p in meta["protocols"]]
     return meta
+
+
+def lists_digest(lists_dir: str | Path) -> str:
+    """sha256 over protocol.json and every list and frames file it names (name and content): the identity of a
+    dataset's lists, recorded in the image pack packed from them and in a training run's key."""
+    lists_dir = Path(lists_dir)
+    meta = read_protocol(lists_dir)
+    names = [PROTOCOL_FILE]
+    for split in sorted(meta["splits"]):
+        names.append(f"{split}.txt")
+        if (lists_dir / f"{split}.frames.txt").is_file():
+            names.append(f"{split}.frames.txt")
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode() + b"\0" + bytes.fromhex(file_sha256(lists_dir / name)))
+    return h.hexdigest()
 
 
 def read_split(lists_dir: str | Path, split: str) -> list[Sample]:

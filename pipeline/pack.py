@@ -14,7 +14,7 @@ import sys
 from .cli import reports_user_errors
 from .datasets.base import listed_files
 from .imagepack import ImagePack, write_pack
-from .listfile import read_lists, read_protocol
+from .listfile import lists_digest, read_lists, read_protocol
 
 
 def listed_paths(lists_dir: str) -> list[str]:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     meta = read_protocol(a.lists)
     paths = listed_paths(a.lists)
-    digest = write_pack(paths, a.root, a.out, meta["dataset"])
+    digest = write_pack(paths, a.root, a.out, meta["dataset"], lists_sha256=lists_digest(a.lists))
     print(f"packed {len(paths)} images into {a.out} (manifest sha256 {digest[:16]}…)")
     return 0
 

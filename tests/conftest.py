@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.datasets import load
 from pipeline.imagepack import write_pack
-from pipeline.listfile import write_lists
+from pipeline.listfile import lists_digest, write_lists
 from pipeline.pack import listed_paths
 from pipeline.synthetic import SyntheticSpec, generate
 
@@ -24,7 +24,7 @@ def tiny_dataset(tmp_path_factory) -> dict:
     lists = base / "lists"
     write_lists(load("prcc", root), lists, "tiny", root)
     images = base / "images.h5"
-    write_pack(listed_paths(str(lists)), root, images, "tiny", progress=False)
+    write_pack(listed_paths(str(lists)), root, images, "tiny", progress=False, lists_sha256=lists_digest(lists))
     return {"root": root, "lists": lists, "images": images, "base": base}
 
 

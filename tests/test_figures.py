@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
-from pipeline.listfile import read_protocol, read_split
+from pipeline.listfile import lists_digest, read_protocol, read_split
 from trainer.evaluation import evaluate, good_junk_masks
 from trainer.figures import curves, tables
 from trainer.figures.__main__ import main as figures_main
@@ -81,6 +81,7 @@ def write_features(path, lists, pack: ImagePack, splits, seed=0, manifest=None):
             g.create_dataset("path", data=[s.path for s in samples], dtype=h5py.string_dtype())
             g["pack_index"] = pack.indices([s.path for s in samples])
         f.attrs["manifest_sha256"] = manifest or pack.manifest_sha256
+        f.attrs["lists_sha256"] = lists_digest(lists)
     return path
 
 
@@ -112,7 +113,7 @@ def test_embedding_keeps_the_smallest_ids_of_both_splits(tiny_dataset, tmp_path)
     feats = write_features(tmp_path / "features.h5", tiny_dataset["lists"], pack, ["query_diff", "gallery"])
     q, g = read_split(tiny_dataset["lists"], "query_diff"), read_split(tiny_dataset["lists"], "gallery")
     ids = sorted({s.pid for s in q + g})
-    x, pids, clothes = embedding_points(feats, ["query_diff", "gallery"], max_ids=2)
+    x, pids, clothes = embedding_points(feats, ["query_diff", "gallery"], 2, tiny_dataset["lists"])
     assert sorted(set(pids.tolist())) == ids[:2]
     assert len(x) == sum(s.pid in ids[:2] for s in q + g) == len(clothes)
     out = plot_embedding(feats, tiny_dataset["lists"], tmp_path / "t.png", None, 20)

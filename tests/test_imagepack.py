@@ -108,10 +108,25 @@ def test_a_pack_of_the_previous_format_is_refused_with_the_rebuild_command(tmp_p
     old = tmp_path / "images.h5"
     shutil.copy(tiny_dataset["images"], old)
     with h5py.File(old, "r+") as f:
-        f.attrs["format_version"] = 1
-        del f["crc32"]
-    with pytest.raises(ValueError, match="not an image pack of format version 2 .*found 1.*forcerun pack"):
+        f.attrs["format_version"] = 2  # before packs recorded their lists
+        del f.attrs["lists_sha256"]
+    with pytest.raises(ValueError, match="not an image pack of format version 3 .*found 2.*forcerun pack"):
         ImagePack(old)
+
+
+def test_a_pack_records_the_lists_it_was_packed_from(tmp_path, tiny_dataset):
+    from pipeline.pack import main
+
+    pack = ImagePack(tiny_dataset["images"])
+    pack.check_lists(tiny_dataset["lists"])
+    assert main(["--lists", str(tiny_dataset["lists"]), "--root", str(tiny_dataset["root"]),
+                 "--out", str(tmp_path / "images.h5")]) == 0
+    again = ImagePack(tmp_path / "images.h5")
+    assert again.lists_sha256 == pack.lists_sha256 and again.dataset == "tiny"
+    unlisted = tmp_path / "unlisted.h5"
+    write_pack(listed_paths(str(tiny_dataset["lists"])), tiny_dataset["root"], unlisted, "tiny", progress=False)
+    with pytest.raises(InputError, match="packed without recording its lists"):
+        ImagePack(unlisted).check_lists(tiny_dataset["lists"])
 
 
 def test_a_full_disk_while_packing_is_one_line_naming_the_pack(tmp_path, tiny_dataset):

@@ -64,6 +64,7 @@ def _changed_copy(tiny_dataset, base):
     import cv2
 
     from pipeline.imagepack import write_pack
+    from pipeline.listfile import lists_digest
     from pipeline.pack import listed_paths
 
     root = base / "raw"
@@ -71,7 +72,8 @@ def _changed_copy(tiny_dataset, base):
     paths = listed_paths(str(tiny_dataset["lists"]))
     image = cv2.imread(str(root / paths[0]))
     cv2.imwrite(str(root / paths[0]), 255 - image)
-    write_pack(paths, root, base / "images.h5", "tiny", progress=False)
+    write_pack(paths, root, base / "images.h5", "tiny", progress=False,
+               lists_sha256=lists_digest(tiny_dataset["lists"]))
     return str(base / "images.h5")
 
 
@@ -295,17 +297,35 @@ def test_evaluate_names_a_checkpoint_or_foreign_file_given_as_model(tmp_path, ti
     assert "is empty (0 bytes)" in capsys.readouterr().err
 
 
-def test_metrics_name_the_evaluated_and_the_training_dataset(tmp_path, tiny_dataset):
+def test_metrics_name_the_evaluated_and_the_training_dataset(tmp_path, tiny_dataset, capsys):
+    """A model tested on another dataset says so; that dataset's lists beside this dataset's pack (a clothes-free
+    twin has the same paths) are refused by training and evaluation, naming both."""
     import shutil
 
+    from pipeline.imagepack import write_pack
+    from pipeline.listfile import lists_digest
+    from pipeline.pack import listed_paths
     from trainer.evaluate import main as evaluate_main
+    from trainer.train import main as train_main
 
     model = train(cfg("baseline", "epochs=1"), str(tiny_dataset["lists"]), str(tiny_dataset["images"]), tmp_path)
     other = tmp_path / "other_lists"
     shutil.copytree(tiny_dataset["lists"], other)
     meta = json.loads((other / "protocol.json").read_text())
     (other / "protocol.json").write_text(json.dumps(dict(meta, dataset="another")))
-    assert evaluate_main(["--model", str(model), "--lists", str(other), "--images", str(tiny_dataset["images"]),
+    args = ["--lists", str(other), "--images", str(tiny_dataset["images"])]
+    assert evaluate_main(["--model", str(model), *args, "--out", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{other}: not the lists {tiny_dataset['images']} was packed from" in err
+    assert "dataset 'tiny'" in err and "dataset 'another'" in err and not (tmp_path / "m.json").exists()
+    assert train_main(["--method-config", str(REPO / "config/methods/baseline.yaml"), "--scale", "tiny", *args,
+                       "--out", str(tmp_path / "t")]) == 2
+    assert "not the lists" in capsys.readouterr().err and not (tmp_path / "t/model.pt").exists()
+
+    images = tmp_path / "another.h5"  # the other dataset's own pack
+    write_pack(listed_paths(str(other)), tiny_dataset["root"], images, "another", progress=False,
+               lists_sha256=lists_digest(other))
+    assert evaluate_main(["--model", str(model), "--lists", str(other), "--images", str(images),
                           "--out", str(tmp_path / "m.json")]) == 0
     report = json.loads((tmp_path / "m.json").read_text())
     assert (report["dataset"], report["train_dataset"]) == ("another", "tiny")
@@ -353,3 +373,13 @@ def test_a_full_disk_while_writing_train_config_names_it_and_leaves_no_partial_f
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.strip().splitlines() == [f"error: {out / 'train_config.json'}: File too large"], r.stderr
     assert list(out.iterdir()) == []  # neither a truncated train_config.json nor its temporary
+
+
+@pytest.mark.parametrize("out, features", [("x.json", "x.json"), ("features.h5", None), ("a/m.json", "a/../a/m.json")])
+def test_evaluate_refuses_one_path_for_metrics_and_features(tmp_path, tiny_dataset, capsys, out, features):
+    """Checked before the model is read: a missing model must not be what stops it."""
+    (tmp_path / "a").mkdir()
+    args = ["--model", str(tmp_path / "none.pt"), "--lists", str(tiny_dataset["lists"]), "--images",
+            str(tiny_dataset["images"]), "--out", str(tmp_path / out)]
+    assert evaluate_main(args + (["--features", str(tmp_path / features)] if features else [])) == 2
+    assert "--out and --features are both" in capsys.readouterr().err

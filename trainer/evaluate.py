@@ -21,7 +21,7 @@ from pipeline.cli import positive_int, reports_user_errors
 from pipeline.errors import InputError
 from pipeline.h5 import new_h5
 from pipeline.imagepack import ImagePack
-from pipeline.listfile import read_protocol
+from pipeline.listfile import read_lists
 
 from .config import set_dotted
 from .features import evaluate_protocols
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=positive_int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     a = ap.parse_args(argv)
+    features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
+    if features_path.resolve() == Path(a.out).resolve():
+        raise InputError(f"--out and --features are both {a.out}: the metrics would overwrite the features; give "
+                         "two paths")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = test_overrides(cfg, kind, a.set)
     net = kind.test_feature_net(net, cfg)
     pack = ImagePack(a.images)
-    meta = read_protocol(a.lists)
+    meta, _ = read_lists(a.lists)  # every line checked first: a broken line is named as such, not as other lists
+    pack.check_lists(a.lists)
     stores = open_stores(test_store_paths(cfg, parse_store_args(a.store)), pack.manifest_sha256)
     try:
         metrics, extra = evaluate_protocols(net, pack, a.lists, device, lambda samples, video:
@@ -81,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
                                             stores=stores)
     finally:
         close_stores(stores)
-    features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
     with new_h5(features_path) as (f, _):
         for split, streams in extra["features"].items():
             g = f.create_group(split)
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             if not any(x.frames for x in ds.samples):  # images: the row in images.h5 and every derived store
                 g.create_dataset("pack_index", data=pack.indices([x.path for x in ds.samples]))
         f.attrs["manifest_sha256"] = pack.manifest_sha256
+        f.attrs["lists_sha256"] = pack.lists_sha256  # checked equal to the given lists' above
     report = {
         "dataset": meta["dataset"],  # what was evaluated; a model may be tested on another dataset than its own
         "train_dataset": state["dataset"],

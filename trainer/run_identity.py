@@ -14,25 +14,12 @@ import json
 from pathlib import Path
 
 from pipeline.digest import file_sha256
-from pipeline.listfile import PROTOCOL_FILE, read_protocol
+from pipeline.listfile import lists_digest
+
+__all__ = ["lists_digest", "resource_digest", "run_identity", "run_key", "changed"]
 
 STORE_ATTRS = ("stage", "backend", "backend_version", "params", "weights_sha256", "inputs", "manifest_sha256",
                "created", "num_images", "found_rate")
-
-
-def lists_digest(lists_dir: str | Path) -> str:
-    """sha256 over protocol.json and every list and frames file it names (name and content)."""
-    lists_dir = Path(lists_dir)
-    meta = read_protocol(lists_dir)
-    names = [PROTOCOL_FILE]
-    for split in sorted(meta["splits"]):
-        names.append(f"{split}.txt")
-        if (lists_dir / f"{split}.frames.txt").is_file():
-            names.append(f"{split}.frames.txt")
-    h = hashlib.sha256()
-    for name in names:
-        h.update(name.encode() + b"\0" + bytes.fromhex(file_sha256(lists_dir / name)))
-    return h.hexdigest()
 
 
 def resource_digest(path: str | Path) -> str:

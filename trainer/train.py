@@ -66,6 +66,7 @@ def train(cfg: dict, lists: str, images: str, out: Path, device_name: str = "aut
     p2c = pid2clothes(train_samples) if meta["has_clothes"] else None
     d = cfg["data"]
     pack = ImagePack(images)
+    pack.check_lists(lists)
     opened = open_stores(stores or {}, pack.manifest_sha256)
     preprocessing = store_provenance(opened)
     identity = run_identity(h, pack.manifest_sha256, lists, opened, resources or {}, D.world_size())

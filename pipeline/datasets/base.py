@@ -132,6 +132,12 @@ def check_no_duplicates(data: DatasetSplits) -> None:
             seen[path] = split
 
 
+def shown(path: Path) -> str:
+    """A path for a message: a name that is not UTF-8 with its undecodable bytes escaped (\\xe9), since the
+    surrogates Python decodes them to cannot be written to a UTF-8 log."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def check_names_encodable(data: DatasetSplits, root: Path) -> None:
     """List files are UTF-8 text, and a file name that is not UTF-8 (copied from a system with another encoding)
     cannot be written in one. Skipping it would drop an image of the published split, so stop, naming it with its
@@ -141,9 +147,8 @@ def check_names_encodable(data: DatasetSplits, root: Path) -> None:
             try:
                 path.encode()
             except UnicodeEncodeError:
-                name = os.fsencode(root / path).decode("utf-8", "backslashreplace")
-                raise DatasetLayoutError(f"{name}: the file name is not UTF-8, which list files need; rename it "
-                                         "(convmv converts a whole tree)") from None
+                raise DatasetLayoutError(f"{shown(root / path)}: the file name is not UTF-8, which list files need; "
+                                         "rename it (convmv converts a whole tree)") from None
 
 
 def _readable_file(path: Path) -> bool:
@@ -153,7 +158,7 @@ def _readable_file(path: Path) -> bool:
         st = path.stat()
     except OSError as e:  # the file-system query only: ENOENT (dangling link), ELOOP (link cycle), EACCES
         why = {errno.ENOENT: "a dangling symbolic link", errno.ELOOP: "a symbolic link loop"}.get(e.errno, e.strerror)
-        log.warning("%s: %s, skipped", path, why)
+        log.warning("%s: %s, skipped", shown(path), why)
         return False
     return stat.S_ISREG(st.st_mode)
 
@@ -163,7 +168,7 @@ def image_files(directory: Path) -> list[Path]:
     files (Thumbs.db, notes) and broken links are skipped with a logged warning naming them."""
     files = sorted(p for p in directory.iterdir() if _readable_file(p))
     for stray in (p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES):
-        log.warning("%s: not an image, skipped", stray)
+        log.warning("%s: not an image, skipped", shown(stray))
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
@@ -172,7 +177,7 @@ def split_images(directory: Path, suffix: str) -> list[Path]:
     Images of another format are not part of the dataset's published split: skipped with a warning."""
     images = image_files(require_dir(directory, f"the {directory.name}/ split folder"))
     for other in (f for f in images if f.suffix != suffix):
-        log.warning("%s: not a *%s image as this dataset's split folders hold, skipped", other, suffix)
+        log.warning("%s: not a *%s image as this dataset's split folders hold, skipped", shown(other), suffix)
     files = [f for f in images if f.suffix == suffix]
     if not files:
         raise DatasetLayoutError(f"{directory}: no *{suffix} images")

@@ -13,17 +13,18 @@ from pipeline.errors import InputError
 from pipeline.listfile import read_protocol
 
 from .plotting import figure_png, pyplot
-from .ranklist import pick_protocol, split_group
+from .ranklist import check_features_lists, pick_protocol, split_group
 
 MARKERS = "o^sDvP*Xh<>p"
 
 
-def embedding_points(features_h5: str | Path, splits: list[str], max_ids: int
+def embedding_points(features_h5: str | Path, splits: list[str], max_ids: int, lists_dir: str | Path
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, pids, clothes) of the named splits of features.h5, concatenated, of the `max_ids` identities
     with the smallest ids (all of them when fewer)."""
     feats, pids, clothes = [], [], []
     with h5py.File(features_h5, "r") as f:
+        check_features_lists(f, features_h5, lists_dir)
         for g in (split_group(f, split, features_h5) for split in splits):
             feats.append(g["features"][:].astype(np.float32))
             pids.append(g["pid"][:])
@@ -41,7 +42,8 @@ def plot_embedding(features_h5: str | Path, lists_dir: str | Path, out: str | Pa
         raise InputError(f"max_ids must be at least 2, got {max_ids}")
     meta = read_protocol(lists_dir)
     p = pick_protocol(meta, protocol)
-    feats, pids, clothes = embedding_points(features_h5, list(dict.fromkeys([p.query, p.gallery])), max_ids)
+    feats, pids, clothes = embedding_points(features_h5, list(dict.fromkeys([p.query, p.gallery])), max_ids,
+                                            lists_dir)
     if len(feats) < 5:
         raise InputError(f"{features_h5}: {len(feats)} test items: too few for a t-SNE map")
     from sklearn.manifold import TSNE  # heavy import, only for this figure

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.atomic import write_bytes
 from pipeline.errors import InputError
 from pipeline.imagepack import ImagePack
-from pipeline.listfile import read_protocol, read_split
+from pipeline.listfile import lists_digest, read_protocol, read_split
 
 from ..evaluation import cosine_distance_blocks, good_junk_masks
 from ..features import camera_subset
@@ -36,6 +36,16 @@ def pick_protocol(meta: dict, name: str | None):
     if name not in by_name:
         raise InputError(f"protocol {name!r}: {meta['dataset']} has {sorted(by_name)}")
     return by_name[name]
+
+
+def check_features_lists(f: h5py.File, path: str | Path, lists_dir: str | Path) -> None:
+    """features.h5 records the lists it was evaluated under; a picture of it over other lists is refused."""
+    theirs = f.attrs.get("lists_sha256")
+    if theirs is None:
+        raise InputError(f"{path}: records no lists (written by an older ccreid); evaluate the model again")
+    if theirs != lists_digest(lists_dir):
+        raise InputError(f"{path}: evaluated under other lists than {lists_dir} (its lists {str(theirs)[:12]}…); "
+                         "give the lists it was evaluated with")
 
 
 def split_group(f: h5py.File, split: str, path: str | Path) -> h5py.Group:
@@ -110,9 +120,11 @@ def rank_list(features_h5: str | Path, images_h5: str | Path, lists_dir: str | P
     meta = read_protocol(lists_dir)
     p = pick_protocol(meta, protocol)
     pack = ImagePack(images_h5)
+    pack.check_lists(lists_dir)
     with h5py.File(features_h5, "r") as f:
         if f.attrs.get("manifest_sha256") != pack.manifest_sha256:
             raise InputError(f"{features_h5} was extracted from other images than {images_h5} (manifest differs)")
+        check_features_lists(f, features_h5, lists_dir)
         q = SplitFeatures(f, p.query, lists_dir, pack, str(features_h5))
         g = SplitFeatures(f, p.gallery, lists_dir, pack, str(features_h5))
     q.take(np.flatnonzero(camera_subset(q.camids, p.cameras)))
