@@ -1,5 +1,10 @@
 # ccreid: raw datasets -> lists -> images.h5 -> preprocessing stores -> train -> evaluate (README.md, docs/README.md).
+from pathlib import Path
+
+import yaml
 from snakemake.utils import min_version, validate
+
+from pipeline.configstrings import coerce_strings
 
 min_version("9.0")
 
@@ -7,6 +12,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# a nested --config value arrives as strings: numbers and booleans where the schema expects them
+config.update(coerce_strings(config, yaml.safe_load((Path(workflow.basedir) / "config/schema.yaml").read_text())))
 validate(config, "config/schema.yaml")
 
 

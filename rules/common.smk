@@ -1,27 +1,49 @@
 # Helpers shared by the rules: configuration look-ups only (no torch imports here).
+import contextlib
 import json
+import sys
 from pathlib import Path
 
-import yaml
-
 from pipeline.datasets import layout_dir
+from pipeline.errors import UserError
+from snakemake.exceptions import WorkflowError
 from pipeline.imagepack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from pipeline.rawtree import tree_fingerprint
-from pipeline.stages.backends import STAGES, check_params, shard_gpus
+from pipeline.stages.backends import STAGES, check_params, params_from_strings, shard_gpus
 from pipeline.stages.store import STORE_FORMAT_VERSION
 from trainer.config import load_method_config, read_method_file
 
-# Snakemake keeps the last of two equal keys in a config file, so a second `overrides:` block would silently drop
-# the first: read each config file again, stopping the plan at a duplicate key with its file and line.
 from pipeline.yamlfile import load_config_file
 
-for _configfile in workflow.configfiles:
-    load_config_file(_configfile)
+
+def stop(message):
+    """End the plan with one line, `error: <message>`. Why not an exception: Snakemake wraps one raised while it
+    plans in a multi-line InputFunctionException with a traceback, and when the file the failing job would
+    produce already exists it drops the exception and keeps the old file (a stage switched to a backend whose
+    weights are missing planned "Nothing to be done"). SystemExit passes through both."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def planning():
+    """A user error (pipeline.errors.UserError) of the library code the plan calls stops the plan in one line."""
+    try:
+        yield
+    except UserError as e:
+        stop(str(e))
+
+
+# Snakemake keeps the last of two equal keys in a config file, so a second `overrides:` block would silently drop
+# the first: read each config file again, stopping the plan at a duplicate key with its file and line.
+with planning():
+    for _configfile in workflow.configfiles:
+        load_config_file(_configfile)
 
 
 def dataset_cfg(dataset):
     if dataset not in config["datasets"]:
-        raise ValueError(f"dataset {dataset!r} is not configured under datasets: in config/config.yaml")
+        stop(f"dataset {dataset!r} is not configured under datasets: in config/config.yaml")
     return config["datasets"][dataset]
 
 
@@ -58,13 +80,14 @@ def raw_fingerprint(wildcards):
 def method_file(method):
     path = Path(f"config/methods/{method}.yaml")
     if not path.is_file():
-        raise ValueError(f"method {method!r}: no {path}")
+        stop(f"method {method!r}: no {path}")
     return path
 
 
 def method_spec(method):
     """The method file with its `base` chain resolved (requires, body_model, files, ...)."""
-    return read_method_file(method_file(method))
+    with planning():
+        return read_method_file(method_file(method))
 
 
 def method_files(wildcards):
@@ -72,13 +95,31 @@ def method_files(wildcards):
     return method_spec(wildcards.method)["files"]
 
 
+def run_scale(dataset, method):
+    """The scale `method` trains at on `dataset`: `scales.<dataset>.<method>` where the config sets one, else the
+    dataset's `scale`."""
+    return config.get("scales", {}).get(dataset, {}).get(method) or dataset_cfg(dataset).get("scale", "paper")
+
+
+def check_scales():
+    """Every `scales` entry names a configured dataset and method: a misspelt one would silently not apply."""
+    for dataset, methods in config.get("scales", {}).items():
+        dataset_cfg(dataset)
+        unknown = sorted(set(methods) - set(config.get("methods", [])))
+        if unknown:
+            stop(f"scales.{dataset} names {unknown}, which are not among the configured methods {config['methods']}")
+
+
 def method_config(dataset, method):
     """The merged config a run of `method` on `dataset` trains with: the method file, the dataset format's
-    dataset_defaults, the dataset's scale and the configured overrides."""
-    d = dataset_cfg(dataset)
-    return load_method_config(
-        method_file(method), d.get("scale", "paper"), config.get("overrides", {}).get(method, []), d["format"]
-    )
+    dataset_defaults, the run's scale and the configured overrides."""
+    with planning():
+        return load_method_config(
+            method_file(method),
+            run_scale(dataset, method),
+            config.get("overrides", {}).get(method, []),
+            dataset_cfg(dataset)["format"],
+        )
 
 
 def method_scale(wildcards):
@@ -94,7 +135,7 @@ def teacher_input(wildcards):
     if not teacher:
         return {}
     if teacher not in config.get("methods", []):
-        raise ValueError(f"method {wildcards.method} trains from {teacher}, which is not among the configured methods")
+        stop(f"method {wildcards.method} trains from {teacher}, which is not among the configured methods")
     run = Path("results", wildcards.dataset, teacher)
     if "seed" in wildcards.keys():  # a benchmark run's teacher: the teacher's run of the same seed
         run = run / f"seed{wildcards.seed}"
@@ -110,9 +151,7 @@ def test_stores(wildcards):
     needed = method_config(wildcards.dataset, wildcards.method).get("test", {}).get("stores", [])
     unknown = [s for s in needed if s not in config.get("stages", {})]
     if unknown:
-        raise ValueError(
-            f"method {wildcards.method} reads {unknown} at test time, which config.yaml does not configure"
-        )
+        stop(f"method {wildcards.method} reads {unknown} at test time, which config.yaml does not configure")
     return {s: store_path(wildcards.dataset, s) for s in needed}
 
 
@@ -136,15 +175,17 @@ def check_configured_methods():
         spec = method_spec(method)
         for scale in ["paper", *spec["scales"]]:
             for dataset_format in [None, *spec["dataset_defaults"]]:
-                load_method_config(
-                    method_file(method), scale, config.get("overrides", {}).get(method, []), dataset_format
-                )
+                with planning():
+                    load_method_config(
+                        method_file(method), scale, config.get("overrides", {}).get(method, []), dataset_format
+                    )
     unknown = sorted(set(config.get("overrides", {})) - set(config.get("methods", [])))
     if unknown:
-        raise ValueError(f"overrides for {unknown}, which are not among the configured methods {config.get('methods')}")
+        stop(f"overrides for {unknown}, which are not among the configured methods {config.get('methods')}")
 
 
 check_configured_methods()
+check_scales()
 
 
 STANDIN_DIR = "data/derived/body/standin"
@@ -165,9 +206,7 @@ def body_file(kind):
     if value == "standin":
         return f"{STANDIN_DIR}/{name}"
     if not Path(value).exists():
-        raise ValueError(
-            f"{value}: body.{kind} in config.yaml is missing. Get it from {source}, or set body.{kind}: standin"
-        )
+        stop(f"{value}: body.{kind} in config.yaml is missing. Get it from {source}, or set body.{kind}: standin")
     return value
 
 
@@ -197,7 +236,7 @@ def required_stores(wildcards):
     needed = method_requires(wildcards.method)
     unknown = [s for s in needed if s not in dataset_stages(wildcards.dataset)]
     if unknown:
-        raise ValueError(
+        stop(
             f"method {wildcards.method} requires stages {unknown}, which config.yaml does not configure "
             f"(neither under stages nor under datasets.{wildcards.dataset}.stages)"
         )
@@ -219,9 +258,7 @@ def stage_backend(stage, dataset=None):
     if stage in own:
         return own[stage]["backend"]
     if stage not in config.get("stages", {}):
-        raise ValueError(
-            f"stage {stage} has no backend: config.yaml's stages (or datasets.{dataset}.stages) names none"
-        )
+        stop(f"stage {stage} has no backend: config.yaml's stages (or datasets.{dataset}.stages) names none")
     return config["stages"][stage]["backend"]
 
 
@@ -233,7 +270,7 @@ def dataset_stages(dataset):
 def backend_cfg(stage, backend):
     spec = config.get("backends", {}).get(stage, {})
     if backend not in spec:
-        raise ValueError(
+        stop(
             f"backend {backend!r} of stage {stage} is not configured under backends.{stage} "
             f"in config/config.yaml (configured: {', '.join(sorted(spec))})"
         )
@@ -247,15 +284,19 @@ def store_path(dataset, stage, backend=None):
 def backend_params(wildcards):
     """The backend's params as JSON, checked while the DAG is built (an unknown backend, a misspelt key, a
     value of the wrong type or range stops the plan, naming it)."""
-    params = dict(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}))
+    with planning():
+        params = params_from_strings(
+            wildcards.stage, wildcards.backend, dict(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}))
+        )
     if wildcards.stage == "cloth_masks":
         # the cloth scheme belongs to the parsing backend's label set, so it follows that backend
         label_set = stage_backend("parsing", wildcards.dataset)
         schemes = config.get("cloth_schemes", {})
         if label_set not in schemes:
-            raise ValueError(f"cloth_schemes has no scheme for the parsing backend {label_set!r} (config/config.yaml)")
+            stop(f"cloth_schemes has no scheme for the parsing backend {label_set!r} (config/config.yaml)")
         params.update(label_set=label_set, **schemes[label_set])
-    check_params(wildcards.stage, wildcards.backend, params)
+    with planning():
+        check_params(wildcards.stage, wildcards.backend, params)
     return json.dumps(params, sort_keys=True)
 
 
@@ -273,6 +314,15 @@ def run_gpus(wildcards):
 def train_gpus(wildcards):
     """Training asks for one GPU per process (train_processes) unless the configured device is the CPU."""
     return run_gpus(wildcards) * config["train_processes"]
+
+
+def run_threads(wildcards):
+    """A training or evaluation uses every core Snakemake was given (--cores; it then runs one at a time); on a
+    cluster without --cores, the profile's set-threads (profiles/slurm) decides, else 2."""
+    try:
+        return workflow.cores
+    except WorkflowError:  # no --cores given
+        return 2
 
 
 def train_launcher(wildcards):
@@ -305,21 +355,26 @@ def groundtruth_file(dataset):
 
 
 def model_file(wildcards):
-    """The file a backend loads: the synthetic ground truth, or weights that must already be there
-    (checked while the DAG is built, so a missing file stops the run before any work)."""
+    """The file a backend loads: the synthetic ground truth, or weights that must already be there. Missing
+    weights stop the plan unless the store they would compute exists (then nothing needs them): a plan whose
+    target needs a store of a backend without its weights never falls back to an older store's results."""
     if wildcards.backend == "groundtruth":
         if "synthetic" not in dataset_cfg(wildcards.dataset):
-            raise ValueError(
-                f"the groundtruth backend reads the synthetic dataset's truth; {wildcards.dataset} has none"
-            )
+            stop(f"the groundtruth backend reads the synthetic dataset's truth; {wildcards.dataset} has none")
         return groundtruth_file(wildcards.dataset)
     spec = backend_cfg(wildcards.stage, wildcards.backend)
     path = spec.get("model_file")
-    if path and not Path(path).is_file():
-        raise ValueError(
+    store = store_path(wildcards.dataset, wildcards.stage, wildcards.backend)
+    if path and not Path(path).is_file() and not Path(store).is_file():
+        # url: a direct download; source: a page to get the file from by hand (a Google Drive link, a README)
+        where = (
+            f"Download them (ccreid-weights fetch does) from {spec['url']}"
+            if "url" in spec
+            else f"Get them by hand from {spec.get('source', 'the README (Weights)')}"
+        )
+        stop(
             f"{path}: weights for {wildcards.stage} backend {wildcards.backend} are missing. "
-            f"Download them from {spec.get('url', '(see README, Weights)')} to that path "
-            f"(expected sha256 {spec.get('sha256', 'not recorded')})."
+            f"{where} to that path (expected sha256 {spec.get('sha256', 'not recorded')})."
         )
     return path or ""
 
@@ -339,8 +394,29 @@ def input_stores(wildcards):
     return [store_path(wildcards.dataset, s) for s in spec.get("inputs", [])]
 
 
+def recorded_shards(store):
+    """How many shards an existing store was merged from (its `num_shards`), or None: no store, or one that
+    cannot be read (then the configured count plans a merge that rewrites it)."""
+    import h5py  # only for stores that exist
+
+    if not Path(store).is_file():
+        return None
+    try:
+        with h5py.File(store, "r") as f:
+            n = f.attrs.get("num_shards")
+    except OSError:  # opening only: a truncated or foreign file is rebuilt
+        return None
+    return int(n) if n is not None else None
+
+
 def stage_shards(wildcards):
-    n = int(config.get("shards", {}).get(wildcards.stage, 1))
+    """The shard files a store is merged from: `datasets.<dataset>.shards`, else `shards`, for a new store, and the
+    count an existing store was made with. The content does not depend on the split, and a changed count would
+    change the merge job's inputs, so Snakemake would recompute the store and everything after it (a cluster
+    profile that splits into more shards, after a local run)."""
+    store = store_path(wildcards.dataset, wildcards.stage, wildcards.backend)
+    configured = dataset_cfg(wildcards.dataset).get("shards", {}).get(wildcards.stage)
+    n = recorded_shards(store) or int(configured or config.get("shards", {}).get(wildcards.stage, 1))
     return [
         f"data/derived/{wildcards.dataset}/{wildcards.stage}/{wildcards.backend}.shards/{k}-of-{n}.h5" for k in range(n)
     ]
@@ -365,7 +441,7 @@ def target_methods(dataset):
 def dataset_metrics(wildcards):
     methods = target_methods(wildcards.dataset)
     if not methods:
-        raise ValueError(f"no target of dataset {wildcards.dataset} in config.yaml targets: nothing to compare")
+        stop(f"no target of dataset {wildcards.dataset} in config.yaml targets: nothing to compare")
     return [f"results/{wildcards.dataset}/{m}/metrics.json" for m in methods]
 
 
@@ -393,14 +469,14 @@ def benchmark_cfg():
     """config.benchmark, its datasets and methods checked while the plan is built."""
     b = config.get("benchmark")
     if not b:
-        raise ValueError("no benchmark: section in the config (dataset, oracle, methods, seeds)")
+        stop("no benchmark: section in the config (dataset, oracle, methods, seeds)")
     for dataset in (b["dataset"], b.get("oracle")):
         if dataset:
             dataset_cfg(dataset)
     for method in [*b["methods"], b["oracle_method"]]:
         method_file(method)
         if method not in config.get("methods", []):
-            raise ValueError(f"benchmark method {method} is not among the configured methods")
+            stop(f"benchmark method {method} is not among the configured methods")
     return b
 
 

@@ -42,7 +42,7 @@ rule train:
         "results/{dataset}/{method}/train.benchmark.tsv"
     conda:
         "../envs/ccreid.yaml"
-    threads: 2
+    threads: run_threads
     resources:
         gpu=train_gpus,
     params:
@@ -77,7 +77,7 @@ rule evaluate:
         "results/{dataset}/{method}/evaluate.benchmark.tsv"
     conda:
         "../envs/ccreid.yaml"
-    threads: 2
+    threads: run_threads
     resources:
         gpu=run_gpus,
     params:

@@ -211,12 +211,12 @@ def test_switching_a_stage_backend_reruns_only_that_stage_and_its_dependants(wor
                        "silhouettes": {"grabcut": {"params": {"iterations": 2}, "inputs": ["keypoints"]},
                                        "groundtruth": {}}}
 
-    def plan(change=None):
+    def plan(change=None, *options):
         c = json.loads(json.dumps(cfg))
         if change:
             change(c)
         (workflow / "stages.yaml").write_text(yaml.safe_dump(c))
-        return jobs_planned(snakemake(workflow, "-n", "results/tiny/shapeaware/metrics.json",
+        return jobs_planned(snakemake(workflow, "-n", *options, "results/tiny/shapeaware/metrics.json",
                                       "--configfile", "stages.yaml"))
 
     plan()
@@ -236,11 +236,15 @@ def test_switching_a_stage_backend_reruns_only_that_stage_and_its_dependants(wor
 
     assert plan(grabcut_param) == {"stage_shard": 2, "stage_merge": 1, "train": 1, "evaluate": 1}
 
-    def more_shards(c):  # a profile raising the shard count recomputes the store, nothing upstream
+    def more_shards(c):
         c["shards"]["keypoints"] = 2
+        c["datasets"]["tiny"]["shards"] = {"silhouettes": 3}
 
-    # keypoints shards + merge, then GrabCut (seeded by them) shards + merge, then train and evaluate
-    assert plan(more_shards) == {"stage_shard": 4, "stage_merge": 2, "train": 1, "evaluate": 1}
+    # a store's content does not depend on its split: existing stores keep theirs, under any count or profile
+    assert plan(more_shards) == {}
+    assert plan(None, "--workflow-profile", "profiles/slurm") == {}  # the cluster profile: 32 shards per stage
+    assert plan(grabcut_param, "--workflow-profile", "profiles/slurm") == {"stage_shard": 2, "stage_merge": 1,
+                                                                          "train": 1, "evaluate": 1}
 
 
 def test_missing_weights_stop_the_plan_naming_file_and_source(workflow):
@@ -335,6 +339,28 @@ def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):
     assert (workflow / "logs/body/standin.log").is_file()
 
 
+@pytest.mark.parametrize("change", [
+    ["--configfile", "tiny.yaml", "--config", "stages={keypoints: {backend: alphapose}}"],
+    ["--configfile", "tiny.yaml", "--config", "stages={silhouettes: {backend: sam}}"],
+    ["--configfile", "tiny.yaml", "sam.yaml"],
+])
+def test_a_backend_without_its_weights_stops_the_plan_even_where_results_exist(workflow, change):
+    """Switching a stage to a learned backend whose weights are missing once planned "Nothing to be done" (Snakemake
+    kept the existing model.pt when the new store could not be planned): now one line, naming file and source."""
+    target = ["results/tiny/3dsl/metrics.json", "--configfile", "tiny.yaml"]
+    if not (workflow / "results/tiny/3dsl/metrics.json").is_file():
+        snakemake(workflow, "--cores", "2", *target)
+    assert jobs_planned(snakemake(workflow, "-n", *target)) == {}
+    (workflow / "sam.yaml").write_text(yaml.safe_dump({"stages": {"silhouettes": {"backend": "sam"}}}))
+    proc = snakemake(workflow, "-n", "results/tiny/3dsl/metrics.json", *change, check=False)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and "Nothing to be done" not in proc.stdout + proc.stderr
+    assert err[-1].startswith("error: data/models/") and "are missing. " in err[-1], err[-5:]
+    assert ("Download them (ccreid-weights fetch does) from https://" in err[-1]
+            or "Get them by hand from https://" in err[-1]), err[-1]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def read_report(path) -> tuple[dict, dict]:
     """(results, categories) of a report Snakemake wrote: the JSON its page embeds."""
     html = path.read_text()
@@ -390,6 +416,21 @@ def test_the_report_of_the_tiny_workflow_holds_every_figure(workflow):
                                                            "report": {"queries": 2, "top": 4}}))
     assert jobs_planned(snakemake(workflow, "-n", "report", "--configfile", "report2.yaml")) == {
         "rank_list": 2, "report": 1}
+    # a method retrained (another seed here, another scale alike) redraws every figure that shows it, the metrics
+    # table and CMC of its dataset included, not only its train_figures (a train output): what `snakemake report`
+    # does before `snakemake --report`, which packs the files as they are
+    (workflow / "report3.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "targets": ["tiny/cal", "tiny/3dsl"],
+                                                           "report": {"queries": 3, "top": 4},
+                                                           "overrides": {"3dsl": ["seed=2"]}}))
+    assert jobs_planned(snakemake(workflow, "-n", "report", "--configfile", "report3.yaml")) == {
+        "train": 1, "evaluate": 1, "metrics_table": 1, "cmc_curves": 1, "rank_list": 1, "feature_map": 1,
+        "training_curves": 1, "report": 1}
+    for method in ("cal", "3dsl"):  # each run's row names the stage backends of the stores it trained with
+        stores = json.loads((workflow / f"results/tiny/{method}/metrics.json").read_text())["provenance"][
+            "preprocessing"]
+        assert bool(stores) == (method == "3dsl")
+        named = ", ".join(f"{stage}: {backend}" for stage, backend in sorted(stores.items())) or "none"
+        assert f"<td class=l>{named}</td></tr>" in table
 
 
 def test_tiny_deskpro_end_to_end_and_a_faces_change_reruns_only_the_face_chain(workflow):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..configstrings import parse_scalar
 from ..errors import InputError
 from ..registry import Registry
 
@@ -111,7 +112,7 @@ class Backend:
     defaults: dict = {}
     limits: dict = {}  # per parameter: a Range, OneOf or Names its value must satisfy
     needs_file: bool = False  # weights (or the synthetic ground truth) the backend loads
-    weights_source: str = ""  # where its weights come from (config.yaml backends.<stage>.<name>.url)
+    weights_source: str = ""  # where its weights come from (config.yaml backends.<stage>.<name>.url or .source)
     input_stages: tuple[str, ...] = ()  # stores it reads, by stage name
     optional_inputs: tuple[str, ...] = ()  # of those, the ones it can do without
 
@@ -135,6 +136,16 @@ class Backend:
         for key, value in params.items():
             checked[key] = cls._check_value(where, key, value)
         return checked
+
+    @classmethod
+    def params_from_strings(cls, params: dict) -> dict:
+        """`params` with a string parsed where the default is a boolean or a number: Snakemake hands a nested
+        `--config` value over as strings (pipeline/configstrings.py). What does not parse stays for check_params
+        to refuse."""
+        kinds = {bool: {"boolean"}, int: {"integer"}, float: {"number"}}
+        return {k: parse_scalar(v, kinds[type(cls.defaults[k])])
+                if isinstance(v, str) and k in cls.defaults and type(cls.defaults[k]) in kinds else v
+                for k, v in params.items()}
 
     @classmethod
     def gpus(cls, params: dict | None) -> int:
@@ -188,7 +199,8 @@ class Backend:
     @classmethod
     def weights_hint(cls) -> str:
         """Where to get a good copy of the backend's weights, for every error about the file."""
-        return f"Get it from {cls.weights_source} (backends.{cls.stage}.{cls.name}.url in config/config.yaml)."
+        return (f"Get it from {cls.weights_source} (backends.{cls.stage}.{cls.name}.url or .source in "
+                f"config/config.yaml).")
 
 
 def register(cls: type[Backend]) -> type[Backend]:
@@ -214,6 +226,10 @@ def check_params(stage: str, name: str, params: dict | None = None) -> dict:
     """The parameters a backend would run with (defaults filled in), checked without building it: no
     model is loaded and no model library imported, so the workflow can call this while it plans."""
     return backend_class(stage, name).check_params(params)
+
+
+def params_from_strings(stage: str, name: str, params: dict) -> dict:
+    return backend_class(stage, name).params_from_strings(params)
 
 
 def shard_gpus(stage: str, name: str, params: dict | None = None) -> int:

@@ -385,7 +385,9 @@ def merge(shards: list[str | Path], out: str | Path, num_images: int, manifest_s
                 g.create_dataset("found", data=np.zeros(0, bool))
             found = g["found"][:]
             attrs = {k: v for k, v in first.attrs.items() if k not in ("fields", "content_sha256")}
-            attrs.update(fields=json.dumps(fields), num_images=num_images,
+            # num_shards: how it was split, which its content does not depend on; the workflow keeps planning an
+            # existing store with it, so a profile with another shard count reuses the store
+            attrs.update(fields=json.dumps(fields), num_images=num_images, num_shards=len(shards),
                          found_rate=float(found.mean()) if num_images else 0.0,
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             g.attrs.update(attrs)

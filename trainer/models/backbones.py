@@ -2,15 +2,14 @@
 docs/methods.md#backbone), any torchvision ResNet depth.
 
 `pretrained` is a torchvision weights name (e.g. "IMAGENET1K_V1", needs the cached file), a path to
-a state dict, or "none". Offline machines and tests use "none" or a local file.
+a state dict, or "none"; trainer/pretrained.py resolves it to a file (for the loaders here and for the
+workflow's checks and `ccreid-weights`). Offline machines and tests use "none" or a local file.
 """
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
 
@@ -18,11 +17,12 @@ from pipeline.errors import InputError, MissingInputError
 from pipeline.registry import Registry
 from pipeline.weights import load_state_dict_file
 
+from ..pretrained import RESNET_DEPTHS, backbone_weights
 from .osnet import osnet_x1_0_trunk
 
 # torchvision constructors of the ResNet depths ccreid builds (3DSL addresses their stages directly)
 RESNETS: Registry[Callable[..., torchvision.models.ResNet]] = Registry("ResNet")
-for _depth in ("resnet18", "resnet34", "resnet50", "resnet101"):
+for _depth in RESNET_DEPTHS:
     RESNETS.add(_depth, getattr(torchvision.models, _depth))
 # every backbone a feature network can use: name -> (pretrained, last_stride) -> (trunk, output channels)
 BACKBONES: Registry[Callable[[str, int], tuple[nn.Module, int]]] = Registry("backbone")
@@ -44,34 +44,29 @@ def set_first_stride_one(layer: nn.Sequential) -> None:
 
 
 def _load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
-    if pretrained in ("none", "", None):
+    spec = backbone_weights(name, pretrained)  # the file trainer.pretrained.pretrained_files lists
+    if spec is None:
         return
-    path = Path(pretrained)
-    if path.suffix in (".pth", ".pt", ".tar") or path.exists():
+    path = spec.path
+    if spec.kind == "file":
         if not path.is_file():
             raise MissingInputError(
                 f"backbone weights {path} not found: put the {name} ImageNet state dict there "
                 f"(torchvision's {name} IMAGENET1K_V1 file), or set model.pretrained: none")
-        state = load_state_dict_file(path, f"{name} ImageNet weights (model.pretrained)",
+        state = load_state_dict_file(path, spec.what,
                                      "Use torchvision's released file for this backbone, or model.pretrained: none")
         missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
                                                   strict=False)
         if [k for k in missing if not k.startswith("fc.")] or unexpected:
             raise InputError(f"{path}: not a {name} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
         return
-    try:
-        weights = torchvision.models.get_model_weights(name)[pretrained]
-    except KeyError:
-        raise InputError(f"model.pretrained {pretrained!r}: not a torchvision weights name for {name}, "
-                         f"nor an existing file; use e.g. IMAGENET1K_V1, a path, or none") from None
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not cached.is_file():
+    if not path.is_file():
         # never download at run time: cluster nodes are often offline, and a silent fetch is not reproducible
         raise MissingInputError(
-            f"ImageNet weights for {name} ({pretrained}) not found at {cached}. Download {weights.url} to that "
-            f"path (or to data/models/ and set model.pretrained to the file), or set model.pretrained: none")
-    net.load_state_dict(load_state_dict_file(cached, f"torchvision's {name} {pretrained} weights",
-                                             f"Download {weights.url} again"))
+            f"ImageNet weights for {name} ({pretrained}) not found at {path}. Download {spec.url} to that "
+            f"path (ccreid-weights fetch does; or to data/models/ and set model.pretrained to the file), or set "
+            f"model.pretrained: none")
+    net.load_state_dict(load_state_dict_file(path, spec.what, f"Download {spec.url} again"))
 
 
 def build_resnet(name: str = "resnet50", pretrained: str = "none", last_stride: int = 1) -> torchvision.models.ResNet:

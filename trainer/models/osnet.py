@@ -10,11 +10,11 @@ Sequential(Conv1x1, AvgPool2d(2, 2)): the output stride is 16, so a 384×128 ima
 
 Weights are never downloaded: `pretrained` is "none", "imagenet" (torchreid's cache file
 `$TORCH_HOME/checkpoints/osnet_x1_0_imagenet.pth`, where `torchreid.models.osnet.init_pretrained_weights`
-keeps it) or a path. A missing file stops with its path and torchreid's download URL.
+keeps it: trainer.pretrained.torchreid_cache_file) or a path. A missing file stops with its path and torchreid's
+download URL.
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -25,9 +25,8 @@ from torch import nn
 from pipeline.errors import InputError, MissingInputError
 from pipeline.weights import load_state_dict_file
 
-# torchreid/models/osnet.py: pretrained_urls['osnet_x1_0'] (a Google Drive file; torchreid fetches it with gdown)
-OSNET_X1_0_URL = "https://drive.google.com/uc?id=1LaG1EJpHrxdAxKnSCJ_i0u-nbxSAeiFY"
-OSNET_X1_0_FILE = "osnet_x1_0_imagenet.pth"  # the name init_pretrained_weights caches it under
+from ..pretrained import OSNET, OSNET_X1_0_FILE, OSNET_X1_0_URL, backbone_weights
+
 IMAGENET_CLASSES = 1000
 # How the four OSBlock streams are summed. "torchreid": gate(2a) + gate(2b) + gate(2c) + gate(2d), as torchreid's
 # OSBlock.forward and LightMBN's model/osnet.py. "deskpro": DeSKPro's own copy (`KimbingNg/DeskPro:
@@ -196,13 +195,6 @@ class OSNet(nn.Module):
                                          for name in ("conv1", "maxpool", "conv2", "conv3", "conv4", "conv5")))
 
 
-def torchreid_cache_file() -> Path:
-    """Where torchreid's init_pretrained_weights caches the file: $TORCH_HOME, else $XDG_CACHE_HOME/torch, else
-    ~/.cache/torch; then checkpoints/osnet_x1_0_imagenet.pth."""
-    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
-    return Path(os.path.expanduser(home)) / "checkpoints" / OSNET_X1_0_FILE
-
-
 def _how_to_get() -> str:
     return (f"Download torchreid's {OSNET_X1_0_FILE} ({OSNET_X1_0_URL}, torchreid/models/osnet.py "
             f"pretrained_urls['osnet_x1_0']) and name that file, or use pretrained: none")
@@ -250,7 +242,7 @@ def build_osnet_x1_0(pretrained: str | Path | None = "none", num_classes: int = 
     net = OSNet(num_classes, osblock_forward=osblock_forward)
     if pretrained in (None, "", "none"):
         return net
-    load_osnet_weights(net, torchreid_cache_file() if pretrained == "imagenet" else pretrained)
+    load_osnet_weights(net, backbone_weights(OSNET, str(pretrained)).path)  # what pretrained_files lists
     return net
 
 
