@@ -69,6 +69,27 @@ def test_standin_has_smpl_file_format_and_smplx_loads_it(standin):
     assert "not SMPL" in data["standin"]
 
 
+def test_the_body_model_silences_smplx_s_ten_shapes_warning_and_nothing_else(standin, capfd, monkeypatch):
+    capfd.readouterr()
+    BodyModel(standin)
+    out, err = capfd.readouterr()
+    assert "You are using a SMPL model" not in out + err and out == ""
+    # more shape coefficients than the file has: refused, where smplx would quietly use fewer
+    with pytest.raises(InputError, match=r"STANDIN_NEUTRAL.pkl: 12 shape coefficients asked for; smplx uses at "
+                                         r"most 10 of this file's 10"):
+        BodyModel(standin, num_betas=12)
+    original = smplx.body_models.SMPL.__init__
+
+    def talkative(self, *args, **kwargs):
+        print("smplx: something else worth reading")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(smplx.body_models.SMPL, "__init__", talkative)
+    BodyModel(standin)
+    out, _ = capfd.readouterr()
+    assert out == "smplx: something else worth reading\n"
+
+
 def test_forward_matches_smplx_and_displacements_skin_with_the_body(standin, body):
     torch.manual_seed(0)
     betas = torch.randn(3, 10)

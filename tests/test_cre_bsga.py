@@ -303,6 +303,7 @@ def test_evaluation_without_bsga_needs_no_retraining_and_other_keys_stay_fixed(t
                           "--out", str(tmp_path / "without.json")]) == 0  # no store given: none read
     with_bsga, without = (json.loads((tmp_path / f).read_text()) for f in ("with.json", "without.json"))
     assert without["test_overrides"] == ["test.bsga=false", "test.stores=[]"] and "test_overrides" not in with_bsga
+    assert with_bsga["provenance"]["preprocessing"] == {"cloth_masks": "test"}  # the stores it trained with
     assert with_bsga["protocols"]["CC"] != without["protocols"]["CC"]  # the attention mattered to the features
     capsys.readouterr()
     assert evaluate_main([*common, "--set", "model.pooling=max", "--out", str(tmp_path / "x.json")]) == 2

@@ -151,3 +151,27 @@ def test_averaging_trials():
     r = average_results([a, b])
     assert r["mAP"] == pytest.approx(0.3) and r["cmc"].tolist() == [0.5, 1.0] and r["trials"] == 2
     assert summarise(r)["trials"] == 2
+
+
+@pytest.mark.parametrize("mode", ["general", "CC", "SC"])
+def test_the_chance_curve_is_the_mean_cmc_of_every_ranking(mode):
+    """chance_cmc: what a ranking drawn uniformly at random scores in expectation, junk removed as the metric
+    removes it; checked against the CMC of every one of the 7! orders of the gallery, averaged."""
+    import itertools
+
+    g_pids = np.array([1, 1, 1, 2, 2, 3, 1])
+    g_cams = np.array([0, 1, 1, 0, 1, 1, 2])
+    g_clothes = np.array([10, 10, 11, 20, 21, 30, 11])
+    q = dict(q_pids=np.array([1, 2, 4]), q_camids=np.array([0, 0, 0]), q_clothes=np.array([10, 20, 40]))
+    args = dict(**q, g_pids=g_pids, g_camids=g_cams, g_clothes=g_clothes, mode=mode)
+    orders = list(itertools.permutations(range(7)))
+    curves = [evaluate(np.array(order, float)[None].repeat(3, 0), **args)["cmc"] for order in orders]
+    r = evaluate(np.zeros((3, 7)), **args)
+    np.testing.assert_allclose(r["chance_cmc"], np.mean(curves, axis=0), atol=1e-12)
+    assert r["num_gallery"] == 7
+    s = summarise(r)
+    assert len(s["chance_cmc"]) == 7 and s["num_gallery"] == 7
+    many = evaluate(np.zeros((1, 80)), np.array([1]), np.arange(80) % 8, np.array([0]), np.ones(80, int))
+    assert len(many["chance_cmc"]) == 50  # kept to the rank metrics.json keeps the CMC to
+    # 10 true matches among 80 items, none junk: 1 - (70/80)(69/79)... at rank k
+    np.testing.assert_allclose(many["chance_cmc"][:5], 1 - np.cumprod(1 - 10 / (80 - np.arange(5))), atol=1e-12)

@@ -180,6 +180,28 @@ def test_metrics_table_lists_every_protocol_stream_and_provenance(tmp_path):
         tables.metrics_table_html([a, b])
 
 
+def test_metrics_table_names_the_stage_backends_each_run_trained_with(tmp_path, capsys):
+    paths = {}
+    for method, stores in (("3dsl", {"silhouettes": "grabcut", "keypoints": "mediapipe"}), ("baseline", {}),
+                           ("cal", None)):
+        report = _metrics(method, {"CC": 0.2})
+        if stores is not None:
+            report["provenance"]["preprocessing"] = stores
+        paths[method] = tmp_path / f"{method}.json"
+        paths[method].write_text(json.dumps(report))
+    html = tables.metrics_table_html(list(paths.values()))
+    rows = {r.split("</td>")[0].removeprefix("<td class=l>"): r for r in html.split("<tr>")[2:]}
+    assert "<td class=l>keypoints: mediapipe, silhouettes: grabcut</td>" in rows["3dsl"]
+    assert "<td class=l>none</td>" in rows["baseline"]
+    assert "<td class=l>not recorded</td>" in rows["cal"]  # evaluated before metrics.json named them
+    assert "<th class=l>preprocessing</th>" in html
+    report = _metrics("3dsl", {"CC": 0.2})
+    report["provenance"]["preprocessing"] = {"keypoints": 3}
+    paths["3dsl"].write_text(json.dumps(report))
+    assert figures_main(["metrics-table", "--out", str(tmp_path / "t.html"), str(paths["3dsl"])]) == 2
+    assert "3dsl.json: provenance.preprocessing.keypoints is 3, not a backend name" in _one_error_line(capsys)
+
+
 def test_cmc_needs_the_curve_and_draws_one_panel_per_protocol(tmp_path):
     a = tmp_path / "a.json"
     a.write_text(json.dumps(_metrics("cal", {"SC": 0.5, "CC": 0.2})))
@@ -189,6 +211,32 @@ def test_cmc_needs_the_curve_and_draws_one_panel_per_protocol(tmp_path):
     a.write_text(json.dumps(_metrics("cal", {"SC": 0.5}, cmc=False)))
     with pytest.raises(InputError, match="a.json: protocol SC has no 'cmc'"):
         plot_cmc([a], tmp_path / "cmc2.png")
+
+
+def test_cmc_draws_the_chance_line_and_says_where_it_is_missing(tmp_path):
+    from trainer.figures.cmc import cmc_figure
+
+    chance = np.linspace(0.01, 0.5, 50).round(4).tolist()
+    a, b, c = (tmp_path / f"{n}.json" for n in "abc")
+    for path, method in ((a, "cal"), (b, "3dsl")):
+        report = _metrics(method, {"CC": 0.2, "SC": 0.4})
+        report["protocols"]["CC"].update(chance_cmc=chance, num_gallery=100)
+        path.write_text(json.dumps(report))
+    c.write_text(json.dumps(_metrics("baseline", {"CC": 0.3})))  # evaluated before metrics.json kept it
+    fig = cmc_figure([a, b, c])
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    lines = {line.get_label(): line for line in panels["CC"].get_lines()}
+    assert lines["chance (random ranking)"].get_ydata() == pytest.approx(100 * np.asarray(chance))
+    assert "chance: not recorded for baseline (evaluated before it was kept)" in lines
+    legend = [t.get_text() for t in panels["CC"].get_legend().get_texts()]
+    assert "chance (random ranking)" in legend and any("not recorded for baseline" in t for t in legend)
+    sc = {line.get_label() for line in panels["SC"].get_lines()}
+    assert "chance: not recorded for cal, 3dsl (evaluated before it was kept)" in sc
+    report = _metrics("cal", {"CC": 0.2})
+    report["protocols"]["CC"]["chance_cmc"] = [0.5, 1.5]
+    a.write_text(json.dumps(report))
+    with pytest.raises(InputError, match=r"a.json: protocols.CC.chance_cmc at rank 2 is 1.5"):
+        cmc_figure([a])
 
 
 def test_summary_and_the_command_line(tiny_dataset, tmp_path):
@@ -204,6 +252,25 @@ def test_summary_and_the_command_line(tiny_dataset, tmp_path):
         assert f"<td class=l>{name}</td><td>{split['ids']}</td>" in html
     assert all(f"<td class=l>{p.name}</td>" in html for p in meta["protocols"])
     assert "<td class=l>silhouettes</td><td class=l>grabcut</td><td>10</td><td>7</td><td>70.0</td>" in html
+
+
+def test_summary_shows_what_each_stage_found_looks_like(tiny_dataset, tmp_path):
+    from pipeline.stages.quality import distribution
+
+    shares = [0.02] * 97 + [0.3] * 946
+    new = tmp_path / "mediapipe.summary.json"
+    new.write_text(json.dumps({"stage": "silhouettes", "backend": "mediapipe", "images": 1088, "found": 1043,
+                               "found_rate": 1043 / 1088, "quality": {"mask_share": distribution(
+                                   "mask share of the image", "share", "found images", shares, below=0.05,
+                                   above=0.95)}}))
+    old = tmp_path / "grabcut.summary.json"
+    old.write_text(json.dumps({"stage": "keypoints", "backend": "alphapose", "images": 10, "found": 7,
+                               "found_rate": 0.7}))
+    html = tables.dataset_summary_html(tiny_dataset["lists"] / "protocol.json", [new, old])
+    assert ("<td class=l>silhouettes</td><td class=l>mediapipe</td><td class=l>mask share of the image</td>"
+            "<td class=l>found images</td><td>1043</td><td>2.0%</td><td>30.0%</td><td>30.0%</td><td>30.0%</td>"
+            "<td>30.0%</td><td class=l>97 below 5%, 0 above 95%</td>") in html
+    assert "<td class=l>keypoints</td><td class=l>alphapose</td><td class=l>not recorded" in html
 
 
 def _seeded(tmp_path, dataset, method, seed, sc, cc):
@@ -402,6 +469,34 @@ def test_the_report_names_a_missing_or_broken_metrics_file(tmp_path, capsys):
         code, err = _report_cli([good, tmp_path / name], capsys)
         assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"error: {tmp_path / name}: ") and expected in err, err
+
+
+def test_the_report_has_a_scale_column_and_aligns_every_column(tmp_path, capsys):
+    import re
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_metrics("cal", {"CC": 0.2, "CC_single_shot": 0.25})))
+    report = _metrics("deskpro_teacher", {"SC_single_shot": 0.5}, streams={"body": {"CC": _metrics(
+        "x", {"CC": 0.125})["protocols"]["CC"]}})
+    report["scale"] = "paper"
+    report["protocols"]["SC_single_shot"]["num_valid_queries"] = 12345
+    b.write_text(json.dumps(report))
+    from trainer.report import main as report_main
+
+    assert report_main([str(a), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    spans = [[m.span() for m in re.finditer(r"\S+", line)] for line in lines]
+    header = lines[0].split()
+    assert header == ["dataset", "method", "protocol", "mAP", "R1", "R5", "R10", "R20", "queries", "scale"]
+    assert [line.split()[-1] for line in lines[1:]] == ["tiny", "tiny", "paper", "paper"]
+    assert lines[4].split()[:3] == ["tiny", "deskpro_teacher[body]", "CC"]
+    for row in spans[1:]:
+        assert len(row) == len(header)
+        for column, ((start, end), (h_start, h_end)) in enumerate(zip(row, spans[0], strict=True)):
+            if header[column] in ("dataset", "method", "protocol", "scale"):
+                assert start == h_start  # text from the left of its column
+            else:
+                assert end == h_end  # numbers to the right
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -178,25 +178,51 @@ def test_bicubic_restoration_and_missing_faces():
 
 def test_contact_sheet_shows_every_store(tiny_dataset, truth_stores, tmp_path):
     from pipeline.stages.__main__ import main
-    from pipeline.stages.sheet import TILE_H
+    from pipeline.stages.sheet import GAP, LINE_H, PAD, TILE_H, column_labels, render, text_strip
 
     stores = [str(truth_stores[s]) for s in ("keypoints", "silhouettes", "parsing")]
     assert main(["contact-sheet", "--images", str(tiny_dataset["images"]), "--out", str(tmp_path / "sheet.png"),
                  "--count", "3", *stores]) == 0
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
-    assert sheet.shape[0] == 3 * (TILE_H + 4)
-    # one row drawn directly: three tiles of the image's width at TILE_H (image, silhouette, parsing), and the
-    # silhouette tile is the stored mask
-    from pipeline.stages.sheet import render
-
+    heading, path_label = 2 * LINE_H + PAD, LINE_H + PAD
+    assert sheet.shape[0] == heading + 3 * (path_label + TILE_H + GAP)
+    # one row drawn directly: a heading per column (stage, backend), the image's path above its tiles (image,
+    # silhouette, parsing), and the silhouette tile is the stored mask, centred in its column
     pack = ImagePack(tiny_dataset["images"])
     h, w = pack.image(0).shape[:2]
     tile_w = round(w * TILE_H / h)
-    with Store(truth_stores["silhouettes"]) as sil, Store(truth_stores["parsing"]) as par:
+    with Store(truth_stores["keypoints"]) as kp, Store(truth_stores["silhouettes"]) as sil, \
+            Store(truth_stores["parsing"]) as par:
+        labels = column_labels({"keypoints": kp, "silhouettes": sil, "parsing": par})
+        assert labels == [["image", "keypoints/groundtruth"], ["silhouettes", "groundtruth"],
+                          ["parsing", "keypoint-geometry"]]
         row = render(pack, {"silhouettes": sil, "parsing": par}, [0])
         mask = cv2.resize(sil.png("mask_png", 0), (tile_w, TILE_H), interpolation=cv2.INTER_NEAREST)
-    assert row.shape == (TILE_H + 4, 3 * (tile_w + 4), 3)
-    np.testing.assert_array_equal(row[:TILE_H, tile_w + 4: 2 * tile_w + 4, 0], (mask > 0) * 255)
+        columns = column_labels({"silhouettes": sil, "parsing": par})
+    assert columns[1:] == [["silhouettes", "groundtruth"], ["parsing", "keypoint-geometry"]]
+    widths = [max(tile_w, max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] + 2 * PAD for t in label))
+              for label in columns]
+    assert row.shape == (heading + path_label + TILE_H + GAP, sum(widths) + GAP * 3, 3)
+    x = 0
+    for label, width in zip(columns, widths, strict=True):  # each heading is drawn over its own column
+        np.testing.assert_array_equal(row[:heading, x: x + width], text_strip(label, width, centre=True))
+        assert (row[:heading, x: x + width] < 128).any()
+        x += width + GAP
+    path_strip = row[heading: heading + path_label]
+    np.testing.assert_array_equal(path_strip, text_strip([pack.paths[0]], row.shape[1]))
+    assert (path_strip < 128).any()
+    top = heading + path_label
+    left = widths[0] + GAP + (widths[1] - tile_w) // 2
+    np.testing.assert_array_equal(row[top: top + TILE_H, left: left + tile_w, 0], (mask > 0) * 255)
+
+
+def test_a_long_path_keeps_its_end_on_the_contact_sheet():
+    from pipeline.stages.sheet import fit, text_width
+
+    path = "prcc/rgb/test/A/" + "x" * 200 + "/cropped_rgb001.jpg"
+    shown = fit(path, 300)
+    assert shown.startswith("...") and shown.endswith("cropped_rgb001.jpg") and text_width(shown) <= 300
+    assert fit("a/b.jpg", 300) == "a/b.jpg"
 
 
 def test_retinaface_loads_its_released_key_layout_and_detects_through_the_same_path(tmp_path):

@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             "train_epoch_seconds": round(state["train_epoch_seconds"], 1),  # all epochs, across resumed runs
             "eval_wall_seconds": round(time.time() - t0, 1),
             "manifest_sha256": pack.manifest_sha256,
+            # the stage backends of the stores the model trained with (model.pt's preprocessing, from
+            # trainer.stores.store_provenance); left out for model files from before it was recorded
+            **({"preprocessing": {stage: s["backend"] for stage, s in state["preprocessing"].items()}}
+               if "preprocessing" in state else {}),
         },
     }
     write_text(a.out, json.dumps(report, indent=2) + "\n")

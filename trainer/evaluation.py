@@ -98,6 +98,7 @@ class _Accumulator:
         self.by_pid = np.argsort(gallery[0], kind="stable")
         self.sorted_pids = gallery[0][self.by_pid]
         self.first_hit_hist = np.zeros(self.num_gallery + 1, np.int64)
+        self.chance_sum = np.zeros(min(CMC_RANKS, self.num_gallery))
         self.ap_sum = 0.0
         self.inp_sum = 0.0
         self.num_valid = 0
@@ -126,6 +127,9 @@ class _Accumulator:
     def add(self, dist_block: np.ndarray, q_pids, q_camids, q_clothes) -> None:
         self.num_queries += len(q_pids)
         rows, cols, good, junk = self._identity_pairs(q_pids, q_camids, q_clothes)
+        kept = self.num_gallery - np.bincount(rows[junk], minlength=len(q_pids))
+        self.chance_sum += chance_cmc(np.bincount(rows[good], minlength=len(q_pids)), kept,
+                                      len(self.chance_sum)).sum(0)
         single = _float32_exact(dist_block)
         if single is None:
             tied = np.unique(rows[good])
@@ -185,10 +189,25 @@ class _Accumulator:
         if n == 0:
             warnings.warn("evaluation: no query has a valid (good) gallery match; mAP and CMC are 0", stacklevel=3)
             return {"mAP": 0.0, "cmc": np.zeros(self.num_gallery), "mINP": 0.0, "num_valid": 0,
-                    "num_queries": self.num_queries}
+                    "num_queries": self.num_queries, "chance_cmc": np.zeros_like(self.chance_sum),
+                    "num_gallery": self.num_gallery}
         cmc = np.cumsum(self.first_hit_hist[: self.num_gallery]) / n
         return {"mAP": self.ap_sum / n, "cmc": cmc, "mINP": self.inp_sum / n, "num_valid": n,
-                "num_queries": self.num_queries}
+                "num_queries": self.num_queries, "chance_cmc": self.chance_sum / n, "num_gallery": self.num_gallery}
+
+
+def chance_cmc(num_good: np.ndarray, num_kept: np.ndarray, ranks: int) -> np.ndarray:
+    """Per query with a true match (num_good > 0), to `ranks`: the probability that a ranking drawn uniformly at
+    random puts one of its num_good true matches among the first k of its num_kept junk-free gallery items,
+    1 - C(kept - good, k) / C(kept, k) = 1 - prod_{i<k} (kept - good - i) / (kept - i): about k·good / kept for
+    small k. Summed over queries and divided by the valid ones, it is the CMC random features score in
+    expectation, the floor a trained model's curve is read against."""
+    valid = num_good > 0
+    good, kept = num_good[valid, None].astype(np.float64), num_kept[valid, None].astype(np.float64)
+    i = np.arange(ranks)[None, :]
+    # once fewer than `good` items remain unranked, a true match has been ranked for sure: the factor is 0
+    miss = np.clip((kept - good - i) / np.maximum(kept - i, 1), 0, None)
+    return 1 - np.cumprod(miss, axis=1)
 
 
 def _check(mode, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes):
@@ -262,15 +281,17 @@ def average_results(results: list[dict]) -> dict:
     """Mean of several evaluations of one protocol (single-shot trials)."""
     return {"mAP": float(np.mean([r["mAP"] for r in results])), "cmc": np.mean([r["cmc"] for r in results], axis=0),
             "mINP": float(np.mean([r["mINP"] for r in results])), "num_valid": results[0]["num_valid"],
-            "num_queries": results[0]["num_queries"], "trials": len(results)}
+            "num_queries": results[0]["num_queries"], "trials": len(results),
+            **({"chance_cmc": np.mean([r["chance_cmc"] for r in results], axis=0),
+                "num_gallery": results[0]["num_gallery"]} if "chance_cmc" in results[0] else {})}
 
 
 CMC_RANKS = 50  # metrics.json keeps the CMC curve this far (torchreid's max_rank), for plots
 
 
 def summarise(result: dict, ranks=(1, 5, 10, 20)) -> dict:
-    """The numbers metrics.json records for one protocol: mAP, rank-k, mINP, counts and the CMC curve to rank 50
-    (shorter when the gallery is)."""
+    """The numbers metrics.json records for one protocol: mAP, rank-k, mINP, counts, the gallery's size and the CMC
+    curve to rank 50 (shorter when the gallery is), with the curve a random ranking scores (chance_cmc)."""
     cmc = result["cmc"]
     out = {"mAP": float(result["mAP"])}
     for k in ranks:
@@ -279,6 +300,9 @@ def summarise(result: dict, ranks=(1, 5, 10, 20)) -> dict:
     out["num_valid_queries"] = int(result["num_valid"])
     out["num_queries"] = int(result["num_queries"])
     out["cmc"] = [round(float(v), 6) for v in np.asarray(cmc)[:CMC_RANKS]]
+    if "chance_cmc" in result:  # what a random ranking scores (chance_cmc), for the CMC figure's chance line
+        out["chance_cmc"] = [round(float(v), 6) for v in np.asarray(result["chance_cmc"])[:CMC_RANKS]]
+        out["num_gallery"] = int(result["num_gallery"])
     if "trials" in result and result["trials"] > 1:
         out["trials"] = int(result["trials"])
     return out

@@ -44,14 +44,16 @@ def _protocols(protocols, where: str, path: Path) -> None:
             raise InputError(f"{path}: {at} has no {', '.join(map(repr, missing))}: {NOT_EVALUATE}")
         for k in FRACTIONS:
             _fraction(m[k], f"{at}.{k}", path)
-        cmc = m.get("cmc", [])  # absent from files written before evaluation kept the curve
-        if not isinstance(cmc, list):
-            raise InputError(f"{path}: {at}.cmc is {cmc!r}, not a list: {NOT_EVALUATE}")
-        for rank, v in enumerate(cmc, 1):
-            _fraction(v, f"{at}.cmc at rank {rank}", path)
-        if isinstance(m["num_valid_queries"], bool) or not isinstance(m["num_valid_queries"], int):
-            raise InputError(f"{path}: {at}.num_valid_queries is {m['num_valid_queries']!r}, not a count: "
-                             f"{NOT_EVALUATE}")
+        # absent from files written before evaluation kept the curve, and the random ranking's (chance_cmc)
+        for curve in ("cmc", "chance_cmc"):
+            values = m.get(curve, [])
+            if not isinstance(values, list):
+                raise InputError(f"{path}: {at}.{curve} is {values!r}, not a list: {NOT_EVALUATE}")
+            for rank, v in enumerate(values, 1):
+                _fraction(v, f"{at}.{curve} at rank {rank}", path)
+        for count in ("num_valid_queries", "num_gallery"):
+            if count in m and (isinstance(m[count], bool) or not isinstance(m[count], int)):
+                raise InputError(f"{path}: {at}.{count} is {m[count]!r}, not a count: {NOT_EVALUATE}")
 
 
 def read_metrics_file(path: str | Path) -> dict:
@@ -76,4 +78,10 @@ def read_metrics_file(path: str | Path) -> dict:
     missing = [k for k in PROVENANCE if k not in _mapping(report["provenance"], "provenance", path)]
     if missing:
         raise InputError(f"{path}: its provenance has no {', '.join(missing)}: {NOT_EVALUATE}")
+    # stage -> backend of the stores the model trained with; absent from files evaluated before it was recorded
+    for stage, backend in _mapping(report["provenance"].get("preprocessing", {}), "provenance.preprocessing",
+                                   path).items():
+        if not isinstance(backend, str):
+            raise InputError(f"{path}: provenance.preprocessing.{stage} is {backend!r}, not a backend name: "
+                             f"{NOT_EVALUATE}")
     return report

@@ -18,17 +18,19 @@ def metric_rows(report: dict) -> list[tuple[str, str, dict]]:
     return rows
 
 
+HEADER = ("dataset", "method", "protocol", "mAP", "R1", "R5", "R10", "R20", "queries", "scale")
+TEXT = {"dataset", "method", "protocol", "scale"}  # left-aligned; numbers align right
+
+
 def table(paths: list[str]) -> str:
     reports = [read_metrics_file(path) for path in paths]
-    w = max([len("dataset")] + [len(r["dataset"]) for r in reports])
-    rows = [(r["dataset"], *row) for r in reports for row in metric_rows(r)]
-    mw = max([len("method")] + [len(method) for _, method, _, _ in rows])
-    out = [f"{'dataset':<{w}} {'method':<{mw}} protocol   mAP    R1     R5     R10    R20   queries"]
-    for dataset, method, name, m in rows:
-        out.append(f"{dataset:<{w}} {method:<{mw}} {name:<8} "
-                   + " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10", "rank20"))
-                   + f"  {m['num_valid_queries']:>6}")
-    return "\n".join(out)
+    rows = [[r["dataset"], method, name, *(f"{100 * m[k]:.1f}" for k in ("mAP", "rank1", "rank5", "rank10", "rank20")),
+             str(m["num_valid_queries"]), r["scale"]] for r in reports for method, name, m in metric_rows(r)]
+    # every column as wide as its widest entry: protocol names (CC_single_shot) and methods vary in length
+    widths = [max(len(row[c]) for row in (HEADER, *rows)) for c in range(len(HEADER))]
+    return "\n".join("  ".join(v.ljust(w) if h in TEXT else v.rjust(w) for h, v, w in zip(HEADER, row, widths,
+                                                                                        strict=True)).rstrip()
+                     for row in (HEADER, *rows))
 
 
 @reports_user_errors

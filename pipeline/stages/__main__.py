@@ -7,8 +7,9 @@ python -m pipeline.stages contact-sheet --images images.h5 --out sheet.png [--co
 python -m pipeline.stages backends
 
 `run` computes one shard of a stage; `merge` joins the shards into the store aligned to images.h5 and
-writes the found-rate summary; `export-alphapose` writes AlphaPose's own results format
-(MVIG-SJTU/AlphaPose docs/output.md; docs/preprocessing.md#alphapose-results).
+writes the summary (found rate, and what the found outputs look like: pipeline/stages/quality.py);
+`export-alphapose` writes AlphaPose's own results format (MVIG-SJTU/AlphaPose docs/output.md;
+docs/preprocessing.md#alphapose-results).
 A shard in which the backend finds nothing at all is an error (wrong parameters, weights or inputs look
 exactly like that) unless --allow-none-found says that is expected.
 """
@@ -247,10 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     pack = ImagePack(a.images)
     if a.command == "merge":
+        from .quality import cue_quality, describe
+
         summary = merge(a.shards, a.out, len(pack), pack.manifest_sha256)
+        # a found rate counts degenerate outputs as found: what they look like goes beside it
+        with Store(a.out, pack.manifest_sha256) as store:
+            summary["quality"] = cue_quality(store)
         write_text(a.summary, json.dumps(summary, indent=2) + "\n")
         print(f"{summary['stage']}/{summary['backend']}: found {summary['found']} of {summary['images']} images "
               f"({100 * summary['found_rate']:.1f}%) -> {a.out}")
+        for measure in summary["quality"].values():
+            print(f"  {describe(measure)}")
         return 0
     with Store(a.store, pack.manifest_sha256) as store:
         if store.attrs["stage"] != "keypoints":

@@ -1,4 +1,7 @@
-"""Quality of a keypoints or silhouettes store against the synthetic dataset's ground truth.
+"""Quality of a store: against the synthetic dataset's ground truth (`quality`), and, for every store without
+any truth, what its outputs look like (`cue_quality`, computed when a store is merged).
+
+Against the ground truth:
 
 - silhouettes: per-image IoU with the true silhouette (part map > 0); an image with no mask scores 0.
 - keypoints: PCK@α — a joint the truth marks as inside the image is correct when the prediction lies
@@ -10,16 +13,28 @@
   dataset's pixels per class.
 - faces: on images with a visible face, the found rate and the mean IoU of found boxes with the true face
   box; on back views (no face), the rate of false detections.
+
+Without truth, on the found images only (a found rate counts an image as found however poor its output: a
+selfie segmenter "finds" a sliver of 2 % of the image), per stage: the share of the image a mask covers
+(silhouettes, parsing foreground, cloth masks) and how many are under 5 % or over 95 %; the joints scoring
+at least 0.3 (what the geometry parser, the face search and the contact sheet use) and how many images have
+fewer than 6; the joint scores; the face box height in pixels and how many are under 16 px (a 224 px crop
+of such a face is mostly interpolation); the detection score; the restored face's contrast (a flat output
+is a failed generator) and how far it is from the plain bicubic upsampling of the crop (0: no restoration).
+Quantiles 5, 25, 50, 75, 95 %; a row of PNG is decoded per found image.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
+import cv2
 import h5py
 import numpy as np
 
 from ..errors import InputError
 from ..imagepack import ImagePack
 from .backends import open_groundtruth, part_label_names
-from .store import Store, decode_png
+from .store import Store, decode_png, store_rebuild
 
 
 def _truth_rows(gt: h5py.File, pack: ImagePack) -> np.ndarray:
@@ -141,3 +156,133 @@ def quality(store_path: str, images: str, groundtruth: str) -> dict:
         if stage == "faces":
             return face_quality(store, pack, groundtruth)
         raise InputError(f"{store_path}: no ground-truth comparison for a {stage} store")
+
+
+# --- without truth: what a merged store's outputs look like ---------------------------------------------------
+
+PERCENTS = (5, 25, 50, 75, 95)
+CONFIDENT_SCORE = 0.3  # the joint score the geometry parser, the face search region and the contact sheet use
+MIN_JOINTS = 6  # fewer confident joints than this: no torso and limbs to seed, fit or parse
+SMALL_SHARE, LARGE_SHARE = 0.05, 0.95  # a mask on under 5 % of a person crop misses the person; over 95 %, the crop
+SMALL_FACE_PX = 16
+FLAT_STD = 2.0  # grey levels: a restored face with less contrast is one colour
+ROWS_READ = 256  # rows read from the store at once: bounded memory whatever the store's size
+
+
+def distribution(what: str, unit: str, over: str, values, below: float | None = None,
+                 above: float | None = None) -> dict:
+    """One measure: its quantiles over `values` (n of them, each one of `over`) and how many lie strictly below
+    `below` / above `above`. unit: share (a fraction of the image), px, joints, score or grey (levels)."""
+    values = np.asarray(values, np.float64)
+    quantiles = np.percentile(values, PERCENTS) if len(values) else []
+    return {"what": what, "unit": unit, "over": over, "n": int(len(values)),
+            "quantiles": {str(p): round(float(v), 4) for p, v in zip(PERCENTS, quantiles, strict=False)},
+            "flags": ([{"below": below, "count": int((values < below).sum())}] if below is not None else [])
+            + ([{"above": above, "count": int((values > above).sum())}] if above is not None else [])}
+
+
+def _found_rows(store: Store) -> np.ndarray:
+    return np.flatnonzero(store["found"][:])
+
+
+def _decoded(store: Store, field: str, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """The decoded PNG of `field` at each of `rows` (ascending), read a span of rows at a time."""
+    for start in range(0, len(rows), ROWS_READ):
+        block = rows[start : start + ROWS_READ]
+        span = store[field][block[0] : block[-1] + 1]  # one contiguous read: far faster than a row each
+        for r in block:
+            image = decode_png(span[r - block[0]])
+            if image is None:
+                raise InputError(f"{store.path}: {field} of row {r} is not a PNG; {_rebuild(store)}")
+            yield image
+
+
+def _rebuild(store: Store) -> str:
+    return store_rebuild(store.path)
+
+
+def _mask_share(what: str, field: str, name: str) -> Callable[[Store], dict]:
+    def measure(store: Store) -> dict:
+        shares = [np.count_nonzero(m) / m.size for m in _decoded(store, field, _found_rows(store))]
+        return {name: distribution(what, "share", "found images", shares, below=SMALL_SHARE, above=LARGE_SHARE)}
+    return measure
+
+
+def keypoints_cue_quality(store: Store) -> dict:
+    scores = store["keypoints"][:][_found_rows(store)][:, :, 2]
+    confident = (scores >= CONFIDENT_SCORE).sum(1)
+    return {"confident_joints": distribution(f"joints scoring >= {CONFIDENT_SCORE} (of {scores.shape[1]})",
+                                             "joints", "found images", confident, below=MIN_JOINTS),
+            "joint_score": distribution("joint score", "score", "joints of found images", scores.ravel())}
+
+
+def faces_cue_quality(store: Store) -> dict:
+    rows = _found_rows(store)
+    boxes = store["box"][:][rows]
+    heights = boxes[:, 3] - boxes[:, 1]
+    bad = ~np.isfinite(heights) | (heights < 0)
+    if bad.any():  # a backend bug: a detection without a box must be stored as not found
+        raise InputError(f"{store.path}: {int(bad.sum())} found face(s) without a valid box (e.g. row "
+                         f"{int(rows[bad][0])}: {boxes[bad][0].tolist()}); {_rebuild(store)}")
+    return {"box_height": distribution("face box height", "px", "found images", heights, below=SMALL_FACE_PX),
+            "score": distribution("detection score", "score", "found images", store["score"][:][rows])}
+
+
+def faces_restored_cue_quality(store: Store) -> dict:
+    rows = _found_rows(store)
+    contrast, change = [], []
+    for lr, restored in zip(_decoded(store, "lr_png", rows), _decoded(store, "restored_png", rows), strict=True):
+        grey = cv2.cvtColor(restored, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        contrast.append(float(grey.std()))
+        size = (restored.shape[1], restored.shape[0])
+        upsampled = cv2.resize(lr, size, interpolation=cv2.INTER_CUBIC)
+        change.append(float(np.abs(restored.astype(np.float32) - upsampled).mean()))
+    return {"contrast": distribution("restored face contrast (std)", "grey", "found images", contrast,
+                                     below=FLAT_STD),
+            "change": distribution("mean change from the bicubic upsampling", "grey", "found images", change)}
+
+
+# stage -> its measures of a merged store (each a name -> distribution)
+CUE_QUALITY: dict[str, Callable[[Store], dict]] = {
+    "keypoints": keypoints_cue_quality,
+    "silhouettes": _mask_share("mask share of the image", "mask_png", "mask_share"),
+    "parsing": _mask_share("foreground share of the image", "labels_png", "foreground_share"),
+    "cloth_masks": _mask_share("cloth share of the image", "cloth_png", "cloth_share"),
+    "faces": faces_cue_quality,
+    "faces_restored": faces_restored_cue_quality,
+}
+
+
+def cue_quality(store: Store) -> dict:
+    """What a merged store's outputs look like (see the module's docstring); {} for a stage without measures."""
+    measure = CUE_QUALITY.get(str(store.attrs["stage"]))
+    return measure(store) if measure and len(store) else {}  # a store of no images has no fields to measure
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit == "share":
+        return f"{100 * value:.1f}%"
+    if unit == "px":
+        return f"{value:.0f} px"
+    if unit == "score":
+        return f"{value:.2f}"
+    return f"{value:g}" if unit == "joints" else f"{value:.1f}"
+
+
+def format_flag(flag: dict, unit: str) -> str:
+    side = "below" if "below" in flag else "above"
+    if unit == "share":
+        return f"{flag['count']} {side} {100 * flag[side]:g}%"
+    return f"{flag['count']} {side} {flag[side]:g}" + {"px": " px", "joints": " joints"}.get(unit, "")
+
+
+def describe(measure: dict) -> str:
+    """One line for a log: what, over how many, its quantiles and flags."""
+    head = f"{measure['what']}, {measure['n']} {measure['over']}"
+    if not measure["n"]:
+        return f"{measure['what']}: no {measure['over']}"
+    unit = measure["unit"]
+    quantiles = ", ".join(f"{'median' if p == '50' else p + '%'} {format_value(v, unit)}"
+                          for p, v in measure["quantiles"].items())
+    flags = ", ".join(format_flag(f, unit) for f in measure["flags"])
+    return f"{head}: {quantiles}" + (f"; {flags}" if flags else "")

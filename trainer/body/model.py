@@ -6,6 +6,9 @@ argument, and the paper adds δ to the rest pose T(β, θ, δ) while the joints 
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,23 @@ def check_model_file(path: str | Path) -> dict:
     return data
 
 
+TEN_SHAPES_WARNING = "WARNING: You are using a SMPL model, with only 10 shape coefficients."
+
+
+def _quiet_smpl(**kwargs) -> SMPL:
+    """smplx.SMPL without the line it prints for any model file with fewer than 300 shape directions — SMPL's own
+    files (10) and the stand-in alike, so on every 3DSL run. It says smplx uses at most 10 coefficients; BodyModel
+    has already refused a num_betas above what smplx uses of the file, so no coefficient asked for is dropped.
+    smplx prints it (no logger, no argument turns it off): stdout is caught for this call alone and anything
+    else it prints is passed on."""
+    caught = io.StringIO()
+    with contextlib.redirect_stdout(caught):
+        smpl = SMPL(**kwargs)
+    rest = [line for line in caught.getvalue().splitlines(keepends=True) if line.strip() != TEN_SHAPES_WARNING]
+    sys.stdout.write("".join(rest))
+    return smpl
+
+
 class BodyModel(nn.Module):
     """SMPL-format body model: (β, per-joint rotation matrices, δ) -> vertices, 24 joints, COCO-17 joints."""
 
@@ -61,8 +81,14 @@ class BodyModel(nn.Module):
         super().__init__()
         data = check_model_file(path)
         self.is_standin = "standin" in data
+        available = np.shape(data["shapedirs"])[-1]
+        # smplx quietly uses at most 10 coefficients of a file with fewer than SHAPE_SPACE_DIM (300) directions
+        usable = min(available, 10) if available < SMPL.SHAPE_SPACE_DIM else SMPL.SHAPE_SPACE_DIM
+        if num_betas > usable:
+            raise InputError(f"{path}: {num_betas} shape coefficients asked for; smplx uses at most {usable} of "
+                             f"this file's {available}")
         # data_struct: smplx would otherwise unpickle the file itself, unrestricted
-        smpl = SMPL(model_path=str(path), data_struct=Struct(**data), num_betas=num_betas, batch_size=1)
+        smpl = _quiet_smpl(model_path=str(path), data_struct=Struct(**data), num_betas=num_betas, batch_size=1)
         for name in ("v_template", "shapedirs", "posedirs", "J_regressor", "lbs_weights", "parents"):
             self.register_buffer(name, getattr(smpl, name).clone())
         self.register_buffer("faces", torch.as_tensor(smpl.faces.astype(np.int64)))
