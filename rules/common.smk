@@ -12,6 +12,7 @@ from pipeline.rawtree import tree_fingerprint
 from pipeline.stages.backends import STAGES, check_params, params_from_strings, shard_gpus
 from pipeline.stages.store import STORE_FORMAT_VERSION
 from trainer.config import load_method_config, read_method_file
+from trainer.pretrained import pretrained_files
 
 from pipeline.yamlfile import load_config_file
 
@@ -140,6 +141,34 @@ def teacher_input(wildcards):
     if "seed" in wildcards.keys():  # a benchmark run's teacher: the teacher's run of the same seed
         run = run / f"seed{wildcards.seed}"
     return {"teacher": str(run / "model.pt")}
+
+
+def run_dir(wildcards):
+    """results/<dataset>/<method>/, with the benchmark seed's folder under it where the run is one."""
+    run = Path("results", wildcards.dataset, wildcards.method)
+    return run / f"seed{wildcards.seed}" if "seed" in wildcards.keys() else run
+
+
+def pretrained_input(wildcards):
+    """The pretrained backbone weights the training loads (trainer/pretrained.py: ImageNet ResNet, torchreid's
+    OSNet), as inputs. A missing file stops the plan in one line naming it and where to get it, as missing stage
+    weights do, unless the model it would train exists; a training that starts from scratch needs none."""
+    with planning():
+        files = pretrained_files(method_config(wildcards.dataset, wildcards.method))
+    missing = [f for f in files if not f.path.is_file()]
+    if missing and not (run_dir(wildcards) / "model.pt").is_file():
+        f = missing[0]
+        where = (
+            f"Download it (ccreid-weights fetch does) from {f.url}" if f.url else f"Get it by hand from {f.source}"
+        )
+        scale = run_scale(wildcards.dataset, wildcards.method)
+        stop(
+            f"{f.path}: {f.what}, which {wildcards.method} loads at scale {scale} on {wildcards.dataset}, is missing. "
+            f"{where} to that path, or train from scratch: a scale without ImageNet weights "
+            f"(scales: {{{wildcards.dataset}: {{{wildcards.method}: <scale>}}}}) or overrides: "
+            f"{{{wildcards.method}: [model.pretrained=none]}} (README: Your dataset)."
+        )
+    return {"pretrained": [str(f.path) for f in files if f.path.is_file()]}
 
 
 def teacher_args(wildcards, input):

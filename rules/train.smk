@@ -20,6 +20,7 @@ rule train:
         unpack(required_stores),
         unpack(body_inputs),
         unpack(teacher_input),
+        unpack(pretrained_input),
         images=rules.pack.output[0],
         protocol=rules.lists.output.protocol,
         method_config="config/methods/{method}.yaml",

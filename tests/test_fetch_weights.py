@@ -288,6 +288,11 @@ def test_the_configuration_s_files_by_dataset_method_and_body(workdir):
     assert body.used_by == {"body.model": ["3dsl"]} and "smpl.is.tue.mpg.de" in body.source
     assert files["data/models/amass/CMU"].folder
     assert len(files) == 5
+    # scales.<dataset>.<method>: the scale that run trains at, as the workflow plans it (demo: from scratch)
+    config["scales"] = {"prcc": {"3dsl": "demo"}}
+    resnet = {str(e.path): e for e in needed_files(config)}[str(resnet.path)]
+    assert "prcc" not in resnet.used_by.get("3dsl at scale paper", [])
+    assert "prcc" in resnet.used_by["cal at scale paper"]
     # --all: every configured backend's file, the learned backends of the shipped config included
     every = {str(e.path) for e in needed_files(config, every_backend=True)}
     assert {"data/models/sam_vit_b_01ec64.pth", "data/models/GPEN-BFR-512.pth",

@@ -361,6 +361,34 @@ def test_a_backend_without_its_weights_stops_the_plan_even_where_results_exist(w
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_missing_imagenet_weights_stop_the_plan_not_the_training(workflow, tmp_path, monkeypatch):
+    """The paper scale's ImageNet weights once failed the train job after the preprocessing (the terminal saying
+    only "check log file(s)"): the plan knows the file trainer.pretrained resolves, so it stops in one line."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    tiny = TINY_CONFIG["datasets"]["tiny"]
+    overlay = {"datasets": {"tinyw": {**tiny, "root": "data/raw/tinyw"}},
+               "overrides": {"cal": ["model.pretrained=IMAGENET1K_V1"]}}
+    (workflow / "imagenet.yaml").write_text(yaml.safe_dump(overlay))
+    target = ["results/tinyw/cal/metrics.json", "--configfile", "tiny.yaml", "imagenet.yaml"]
+    proc = snakemake(workflow, "-n", *target, check=False)
+    err = proc.stderr.strip().splitlines()
+    cached = tmp_path / "torch/hub/checkpoints/resnet18-f37072fd.pth"  # the tiny scale's backbone
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert err[-1].startswith(f"error: {cached}: torchvision's resnet18 IMAGENET1K_V1 weights, which cal loads at "
+                              "scale tiny on tinyw, is missing. Download it (ccreid-weights fetch does) from "
+                              "https://download.pytorch.org/models/resnet18-f37072fd.pth"), err[-3:]
+    assert "scales: {tinyw: {cal: <scale>}}" in err[-1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"present")  # the plan checks presence; the trainer checks the content
+    planned = snakemake(workflow, "-n", "-p", *target)
+    assert str(cached) in planned.stdout and jobs_planned(planned)["train"] == 1
+    # from scratch (the method file's pretrained: none at the tiny scale): no file is needed at all
+    shutil.rmtree(tmp_path / "torch")
+    overlay["overrides"] = {}
+    (workflow / "imagenet.yaml").write_text(yaml.safe_dump(overlay))
+    assert jobs_planned(snakemake(workflow, "-n", *target))["train"] == 1
+
+
 def read_report(path) -> tuple[dict, dict]:
     """(results, categories) of a report Snakemake wrote: the JSON its page embeds."""
     html = path.read_text()

@@ -164,7 +164,8 @@ def needed_files(config: dict, every_backend: bool = False) -> list[WeightsFile]
         if spec["body_model"]:
             body_methods.append(method)
         for dataset, d in config["datasets"].items():
-            scale = d.get("scale", "paper")
+            # the workflow's run_scale: scales.<dataset>.<method>, else the dataset's scale
+            scale = config.get("scales", {}).get(dataset, {}).get(method) or d.get("scale", "paper")
             # a dataset at a scale the method does not define cannot train it: no run, no file
             if scale != "paper" and scale not in spec["scales"]:
                 continue
