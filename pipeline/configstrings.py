@@ -11,6 +11,7 @@ uses is small: type, properties, additionalProperties, items, $ref to #/$defs, o
 """
 from __future__ import annotations
 
+import math
 import re
 
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
@@ -31,10 +32,24 @@ def parse_scalar(text: str, types: set[str]):
         return int(text)
     if "number" in types:
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             return text
+        # nan passes every minimum and maximum of a schema: left a string, for the schema to refuse naming it
+        return number if math.isfinite(number) else text
     return text
+
+
+def non_finite_paths(value, at: str = "") -> list[str]:
+    """Where `value` (a config) holds a NaN or infinite number (YAML's .nan, .inf), as dotted keys: a schema's
+    minimum and maximum do not refuse NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [at]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite_paths(v, f"{at}.{k}" if at else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in non_finite_paths(v, f"{at}[{i}]")]
+    return []
 
 
 def coerce_strings(value, schema: dict, root: dict | None = None):

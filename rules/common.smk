@@ -1,12 +1,18 @@
 # Helpers shared by the rules: configuration look-ups only (no torch imports here).
 import contextlib
+import functools
 import json
 import sys
 from pathlib import Path
 
+import yaml
+
+from pipeline.configoverlay import apply_overlay
+from pipeline.configstrings import coerce_strings
 from pipeline.datasets import layout_dir
 from pipeline.errors import UserError
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 from pipeline.imagepack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from pipeline.rawtree import tree_fingerprint
 from pipeline.stages.backends import STAGES, check_params, params_from_strings, shard_gpus
@@ -27,12 +33,13 @@ def stop(message):
 
 
 @contextlib.contextmanager
-def planning():
-    """A user error (pipeline.errors.UserError) of the library code the plan calls stops the plan in one line."""
+def planning(experiment=None):
+    """A user error (pipeline.errors.UserError) of the library code the plan calls stops the plan in one line,
+    naming the experiment whose config it comes from."""
     try:
         yield
     except UserError as e:
-        stop(str(e))
+        stop(f"experiments.{experiment}: {e}" if experiment else str(e))
 
 
 # Snakemake keeps the last of two equal keys in a config file, so a second `overrides:` block would silently drop
@@ -42,10 +49,51 @@ with planning():
         load_config_file(_configfile)
 
 
-def dataset_cfg(dataset):
+# --- named experiments (pipeline/configoverlay.py; README: Experiments) ----------------------------------
+
+
+@functools.cache
+def cfg(experiment=None):
+    """The workflow config a run uses: `config`, or for a named experiment `config` with its overlay applied,
+    checked against the schema as a whole (a misspelt backend param stops the plan as in config.yaml)."""
+    if experiment is None:
+        return config
+    overlays = config.get("experiments", {})
+    if experiment not in overlays:
+        stop(f"experiment {experiment!r} is not configured under experiments: (configured: {sorted(overlays)})")
+    try:
+        merged = apply_overlay(config, overlays[experiment])
+    except ValueError as e:
+        stop(f"experiments.{experiment}: {e}")
+    schema_file = Path(workflow.basedir) / "config/schema.yaml"
+    merged = coerce_strings(merged, yaml.safe_load(schema_file.read_text()))
+    try:
+        validate(merged, str(schema_file))
+    except WorkflowError as e:
+        stop(f"experiments.{experiment}, merged into the config, does not pass config/schema.yaml: {e}")
+    return merged
+
+
+def run_experiment(wildcards):
+    """The experiment of a run or store job: the `experiment` wildcard of a run under
+    results/<dataset>/<method>/<experiment>/, or None (the default config)."""
+    return wildcards.experiment if "experiment" in wildcards.keys() else None
+
+
+# a store an experiment computes otherwise than the default config: data/derived/<d>/<stage>/<backend>@<name>.h5
+VARIANT = "@"
+
+
+def split_backend(backend):
+    """(backend name, experiment or None) of a store's `backend` wildcard (`grabcut` or `grabcut@sam`)."""
+    name, _, experiment = backend.partition(VARIANT)
+    return name, experiment or None
+
+
+def dataset_cfg(dataset, experiment=None):
     if dataset not in config["datasets"]:
         stop(f"dataset {dataset!r} is not configured under datasets: in config/config.yaml")
-    return config["datasets"][dataset]
+    return cfg(experiment)["datasets"][dataset]
 
 
 def synthetic_datasets():
@@ -96,29 +144,29 @@ def method_files(wildcards):
     return method_spec(wildcards.method)["files"]
 
 
-def run_scale(dataset, method):
+def run_scale(dataset, method, experiment=None):
     """The scale `method` trains at on `dataset`: `scales.<dataset>.<method>` where the config sets one, else the
     dataset's `scale`."""
-    return config.get("scales", {}).get(dataset, {}).get(method) or dataset_cfg(dataset).get("scale", "paper")
+    return cfg(experiment).get("scales", {}).get(dataset, {}).get(method) or dataset_cfg(dataset).get("scale", "paper")
 
 
-def check_scales():
+def check_scales(c):
     """Every `scales` entry names a configured dataset and method: a misspelt one would silently not apply."""
-    for dataset, methods in config.get("scales", {}).items():
+    for dataset, methods in c.get("scales", {}).items():
         dataset_cfg(dataset)
         unknown = sorted(set(methods) - set(config.get("methods", [])))
         if unknown:
             stop(f"scales.{dataset} names {unknown}, which are not among the configured methods {config['methods']}")
 
 
-def method_config(dataset, method):
+def method_config(dataset, method, experiment=None):
     """The merged config a run of `method` on `dataset` trains with: the method file, the dataset format's
-    dataset_defaults, the run's scale and the configured overrides."""
-    with planning():
+    dataset_defaults, the run's scale and the configured overrides (the experiment's after them)."""
+    with planning(experiment):
         return load_method_config(
             method_file(method),
-            run_scale(dataset, method),
-            config.get("overrides", {}).get(method, []),
+            run_scale(dataset, method, experiment),
+            cfg(experiment).get("overrides", {}).get(method, []),
             dataset_cfg(dataset)["format"],
         )
 
@@ -126,7 +174,7 @@ def method_config(dataset, method):
 def method_scale(wildcards):
     """The dataset's method scale, once the merged config is known to load: an unknown scale, a misspelt key
     or a wrongly typed value stops the plan here, before lists and pack."""
-    return method_config(wildcards.dataset, wildcards.method)["scale"]
+    return method_config(wildcards.dataset, wildcards.method, run_experiment(wildcards))["scale"]
 
 
 def teacher_input(wildcards):
@@ -137,16 +185,17 @@ def teacher_input(wildcards):
         return {}
     if teacher not in config.get("methods", []):
         stop(f"method {wildcards.method} trains from {teacher}, which is not among the configured methods")
-    run = Path("results", wildcards.dataset, teacher)
-    if "seed" in wildcards.keys():  # a benchmark run's teacher: the teacher's run of the same seed
-        run = run / f"seed{wildcards.seed}"
-    return {"teacher": str(run / "model.pt")}
+    # a benchmark seed's or an experiment's teacher: the teacher's run of the same seed or experiment
+    return {"teacher": str(run_dir(wildcards, teacher) / "model.pt")}
 
 
-def run_dir(wildcards):
-    """results/<dataset>/<method>/, with the benchmark seed's folder under it where the run is one."""
-    run = Path("results", wildcards.dataset, wildcards.method)
-    return run / f"seed{wildcards.seed}" if "seed" in wildcards.keys() else run
+def run_dir(wildcards, method=None):
+    """results/<dataset>/<method>/, with the benchmark seed's or the experiment's folder under it where the run is
+    one."""
+    run = Path("results", wildcards.dataset, method or wildcards.method)
+    if "seed" in wildcards.keys():
+        return run / f"seed{wildcards.seed}"
+    return run / wildcards.experiment if "experiment" in wildcards.keys() else run
 
 
 def pretrained_input(wildcards):
@@ -154,14 +203,12 @@ def pretrained_input(wildcards):
     OSNet), as inputs. A missing file stops the plan in one line naming it and where to get it, as missing stage
     weights do, unless the model it would train exists; a training that starts from scratch needs none."""
     with planning():
-        files = pretrained_files(method_config(wildcards.dataset, wildcards.method))
+        files = pretrained_files(method_config(wildcards.dataset, wildcards.method, run_experiment(wildcards)))
     missing = [f for f in files if not f.path.is_file()]
     if missing and not (run_dir(wildcards) / "model.pt").is_file():
         f = missing[0]
-        where = (
-            f"Download it (ccreid-weights fetch does) from {f.url}" if f.url else f"Get it by hand from {f.source}"
-        )
-        scale = run_scale(wildcards.dataset, wildcards.method)
+        where = f"Download it (ccreid-weights fetch does) from {f.url}" if f.url else f"Get it by hand from {f.source}"
+        scale = run_scale(wildcards.dataset, wildcards.method, run_experiment(wildcards))
         stop(
             f"{f.path}: {f.what}, which {wildcards.method} loads at scale {scale} on {wildcards.dataset}, is missing. "
             f"{where} to that path, or train from scratch: a scale without ImageNet weights "
@@ -177,11 +224,12 @@ def teacher_args(wildcards, input):
 
 def test_stores(wildcards):
     """The stores the method's test items read (`test.stores` of its merged config), for the evaluate rule."""
-    needed = method_config(wildcards.dataset, wildcards.method).get("test", {}).get("stores", [])
-    unknown = [s for s in needed if s not in config.get("stages", {})]
+    experiment = run_experiment(wildcards)
+    needed = method_config(wildcards.dataset, wildcards.method, experiment).get("test", {}).get("stores", [])
+    unknown = [s for s in needed if s not in dataset_stages(wildcards.dataset, experiment)]
     if unknown:
         stop(f"method {wildcards.method} reads {unknown} at test time, which config.yaml does not configure")
-    return {s: store_path(wildcards.dataset, s) for s in needed}
+    return {s: store_path(wildcards.dataset, s, experiment=experiment) for s in needed}
 
 
 def store_option(stages, input):
@@ -197,24 +245,27 @@ def method_requires(method):
     return method_spec(method)["requires"]
 
 
-def check_configured_methods():
+def check_configured_methods(c, experiment=None):
     """Every configured method, at each scale it defines, with its configured overrides: a typo in a method
     file or an override stops the workflow while it is read, whatever the target."""
-    for method in config.get("methods", []):
+    for method in c.get("methods", []):
         spec = method_spec(method)
         for scale in ["paper", *spec["scales"]]:
             for dataset_format in [None, *spec["dataset_defaults"]]:
-                with planning():
+                with planning(experiment):
                     load_method_config(
-                        method_file(method), scale, config.get("overrides", {}).get(method, []), dataset_format
+                        method_file(method), scale, c.get("overrides", {}).get(method, []), dataset_format
                     )
-    unknown = sorted(set(config.get("overrides", {})) - set(config.get("methods", [])))
+    unknown = sorted(set(c.get("overrides", {})) - set(c.get("methods", [])))
     if unknown:
-        stop(f"overrides for {unknown}, which are not among the configured methods {config.get('methods')}")
+        where = f"experiments.{experiment}: " if experiment else ""
+        stop(f"{where}overrides for {unknown}, which are not among the configured methods {c.get('methods')}")
 
 
-check_configured_methods()
-check_scales()
+# the config and every experiment's: a misspelt override or scale stops the plan whatever the target
+for _experiment in [None, *config.get("experiments", {})]:
+    check_configured_methods(cfg(_experiment), _experiment)
+    check_scales(cfg(_experiment))
 
 
 STANDIN_DIR = "data/derived/body/standin"
@@ -254,7 +305,7 @@ def body_args(wildcards, input):
 def method_overrides(wildcards):
     """The configured overrides of the method, then the run's seed when it is one of a benchmark's seeds, as
     argument words: a value is one word, whatever it holds."""
-    sets = list(config.get("overrides", {}).get(wildcards.method, []))
+    sets = list(cfg(run_experiment(wildcards)).get("overrides", {}).get(wildcards.method, []))
     if "seed" in wildcards.keys():
         sets.append(f"seed={int(wildcards.seed)}")
     return [word for o in sets for word in ("--set", o)]
@@ -262,14 +313,15 @@ def method_overrides(wildcards):
 
 def required_stores(wildcards):
     """The stores of the configured backends for every stage the method declares it requires."""
+    experiment = run_experiment(wildcards)
     needed = method_requires(wildcards.method)
-    unknown = [s for s in needed if s not in dataset_stages(wildcards.dataset)]
+    unknown = [s for s in needed if s not in dataset_stages(wildcards.dataset, experiment)]
     if unknown:
         stop(
             f"method {wildcards.method} requires stages {unknown}, which config.yaml does not configure "
             f"(neither under stages nor under datasets.{wildcards.dataset}.stages)"
         )
-    return {s: store_path(wildcards.dataset, s) for s in needed}
+    return {s: store_path(wildcards.dataset, s, experiment=experiment) for s in needed}
 
 
 def store_args(wildcards, input):
@@ -281,58 +333,98 @@ def store_args(wildcards, input):
 STAGE_PATTERN = "|".join(STAGES)
 
 
-def stage_backend(stage, dataset=None):
-    """The backend of `stage`: the dataset's own choice (`datasets.<dataset>.stages`) or the top-level one."""
-    own = dataset_cfg(dataset).get("stages", {}) if dataset else {}
+def configured_backend(stage, dataset, experiment=None):
+    """The backend of `stage` on `dataset`, or None: the dataset's own choice (`datasets.<dataset>.stages`) or
+    the top-level one (an experiment's stages have replaced the dataset's own, pipeline/configoverlay.py)."""
+    own = dataset_cfg(dataset, experiment).get("stages", {}) if dataset else {}
     if stage in own:
         return own[stage]["backend"]
-    if stage not in config.get("stages", {}):
+    return cfg(experiment).get("stages", {}).get(stage, {}).get("backend")
+
+
+def stage_backend(stage, dataset=None, experiment=None):
+    backend = configured_backend(stage, dataset, experiment)
+    if backend is None:
         stop(f"stage {stage} has no backend: config.yaml's stages (or datasets.{dataset}.stages) names none")
-    return config["stages"][stage]["backend"]
+    return backend
 
 
-def dataset_stages(dataset):
+def dataset_stages(dataset, experiment=None):
     """The stages configured for `dataset`: the top-level ones and its own (`datasets.<dataset>.stages`)."""
-    return [s for s in STAGES if s in config.get("stages", {}) or s in dataset_cfg(dataset).get("stages", {})]
+    return [s for s in STAGES if configured_backend(s, dataset, experiment)]
 
 
 def backend_cfg(stage, backend):
-    spec = config.get("backends", {}).get(stage, {})
-    if backend not in spec:
+    """The config of a store's backend (`grabcut`, or an experiment's `grabcut@sam`: from that experiment's)."""
+    name, experiment = split_backend(backend)
+    spec = cfg(experiment).get("backends", {}).get(stage, {})
+    if name not in spec:
         stop(
-            f"backend {backend!r} of stage {stage} is not configured under backends.{stage} "
+            f"backend {name!r} of stage {stage} is not configured under backends.{stage} "
             f"in config/config.yaml (configured: {', '.join(sorted(spec))})"
         )
-    return spec[backend]
+    return spec[name]
 
 
-def store_path(dataset, stage, backend=None):
-    return f"data/derived/{dataset}/{stage}/{backend or stage_backend(stage, dataset)}.h5"
+@functools.cache
+def store_identity(dataset, stage, backend, experiment=None):
+    """What a store of `backend` is computed from under a config (an experiment's, or the default's): the
+    backend's settings, its cloth scheme, and the stores it reads. None where that config lacks the backend or an
+    input stage."""
+    c = cfg(experiment)
+    spec = c.get("backends", {}).get(stage, {}).get(backend)
+    if spec is None:
+        return None
+    scheme = None
+    if stage == "cloth_masks":  # the cloth scheme of the parsing backend's label set
+        label_set = configured_backend("parsing", dataset, experiment)
+        scheme = [label_set, c.get("cloth_schemes", {}).get(label_set)]
+    inputs = []
+    for s in spec.get("inputs", []):
+        upstream = configured_backend(s, dataset, experiment)
+        if upstream is None:
+            return None
+        inputs.append(store_path(dataset, s, upstream, experiment))
+    return json.dumps([spec, scheme, inputs], sort_keys=True)
+
+
+def store_path(dataset, stage, backend=None, experiment=None):
+    """data/derived/<dataset>/<stage>/<backend>.h5; under an experiment that computes this store otherwise than the
+    default config would (other params, scheme or input stores), <backend>@<experiment>.h5, so that the default's
+    and every experiment's store that compute alike are one file."""
+    backend = backend or stage_backend(stage, dataset, experiment)
+    if experiment and VARIANT not in backend:
+        mine = store_identity(dataset, stage, backend, experiment)
+        if mine is None or mine != store_identity(dataset, stage, backend):
+            backend = f"{backend}{VARIANT}{experiment}"
+    return f"data/derived/{dataset}/{stage}/{backend}.h5"
 
 
 def backend_params(wildcards):
     """The backend's params as JSON, checked while the DAG is built (an unknown backend, a misspelt key, a
     value of the wrong type or range stops the plan, naming it)."""
-    with planning():
+    name, experiment = split_backend(wildcards.backend)
+    with planning(experiment):
         params = params_from_strings(
-            wildcards.stage, wildcards.backend, dict(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}))
+            wildcards.stage, name, dict(backend_cfg(wildcards.stage, wildcards.backend).get("params", {}))
         )
     if wildcards.stage == "cloth_masks":
         # the cloth scheme belongs to the parsing backend's label set, so it follows that backend
-        label_set = stage_backend("parsing", wildcards.dataset)
-        schemes = config.get("cloth_schemes", {})
+        label_set = stage_backend("parsing", wildcards.dataset, experiment)
+        schemes = cfg(experiment).get("cloth_schemes", {})
         if label_set not in schemes:
             stop(f"cloth_schemes has no scheme for the parsing backend {label_set!r} (config/config.yaml)")
         params.update(label_set=label_set, **schemes[label_set])
-    with planning():
-        check_params(wildcards.stage, wildcards.backend, params)
+    with planning(experiment):
+        check_params(wildcards.stage, name, params)
     return json.dumps(params, sort_keys=True)
 
 
 def stage_gpus(wildcards):
     """1 for a shard of a learned backend that runs on a GPU (its device is not cpu), else 0: the scheduler
     (SLURM through the profile, or the local `gpu` resource) places it on a GPU or serialises it there."""
-    return shard_gpus(wildcards.stage, wildcards.backend, json.loads(backend_params(wildcards)))
+    name = split_backend(wildcards.backend)[0]
+    return shard_gpus(wildcards.stage, name, json.loads(backend_params(wildcards)))
 
 
 def run_gpus(wildcards):
@@ -387,7 +479,7 @@ def model_file(wildcards):
     """The file a backend loads: the synthetic ground truth, or weights that must already be there. Missing
     weights stop the plan unless the store they would compute exists (then nothing needs them): a plan whose
     target needs a store of a backend without its weights never falls back to an older store's results."""
-    if wildcards.backend == "groundtruth":
+    if split_backend(wildcards.backend)[0] == "groundtruth":
         if "synthetic" not in dataset_cfg(wildcards.dataset):
             stop(f"the groundtruth backend reads the synthetic dataset's truth; {wildcards.dataset} has none")
         return groundtruth_file(wildcards.dataset)
@@ -411,7 +503,7 @@ def model_file(wildcards):
 def model_input(wildcards):
     # the synthetic truth lives inside the generated dataset directory: depend on that directory
     path = model_file(wildcards)
-    if wildcards.backend == "groundtruth":
+    if split_backend(wildcards.backend)[0] == "groundtruth":
         return raw_input(wildcards)
     return [path] if path else []
 
@@ -420,7 +512,8 @@ def input_stores(wildcards):
     """Stores a backend reads, as `backends.<stage>.<backend>.inputs` lists them (GrabCut's keypoint seeds,
     the parsing-foreground silhouettes' parsing store, ...)."""
     spec = backend_cfg(wildcards.stage, wildcards.backend)
-    return [store_path(wildcards.dataset, s) for s in spec.get("inputs", [])]
+    experiment = split_backend(wildcards.backend)[1]
+    return [store_path(wildcards.dataset, s, experiment=experiment) for s in spec.get("inputs", [])]
 
 
 def recorded_shards(store):
@@ -454,24 +547,30 @@ def stage_shards(wildcards):
 # --- the report's figures (rules/report.smk) ---------------------------------------------------------
 
 
-def report_targets():
-    """(dataset, method) of every configured target, checked while the plan is built."""
-    pairs = [Path(t).parts for t in config.get("targets", [])]  # dataset/method, checked by the schema
-    for dataset, method in pairs:
+def report_targets(experiments=False):
+    """(dataset, method) of every configured target `dataset/method`, checked while the plan is built; with
+    `experiments`, (dataset, method, experiment or None) of the `dataset/method/experiment` targets too."""
+    runs = []
+    for target in config.get("targets", []):  # checked by the schema
+        dataset, method, *experiment = Path(target).parts
         dataset_cfg(dataset)
         method_file(method)
-    return pairs
-
-
-def target_methods(dataset):
-    return [m for d, m in report_targets() if d == dataset]
+        if experiment:
+            cfg(experiment[0])  # stops on an unknown experiment
+        if experiments:
+            runs.append((dataset, method, experiment[0] if experiment else None))
+        elif not experiment:
+            runs.append((dataset, method))
+    return runs
 
 
 def dataset_metrics(wildcards):
-    methods = target_methods(wildcards.dataset)
-    if not methods:
+    """Every target run's metrics.json on the dataset, the experiments' included: the metrics table and CMC
+    compare them."""
+    runs = [(m, e) for d, m, e in report_targets(experiments=True) if d == wildcards.dataset]
+    if not runs:
         stop(f"no target of dataset {wildcards.dataset} in config.yaml targets: nothing to compare")
-    return [f"results/{wildcards.dataset}/{m}/metrics.json" for m in methods]
+    return [str(Path("results", wildcards.dataset, m, e or "", "metrics.json")) for m, e in runs]
 
 
 def report_option(key):
@@ -485,7 +584,7 @@ def protocol_arg(wildcards):
 
 def report_inputs(wildcards):
     files = []
-    for dataset in dict.fromkeys(d for d, _ in report_targets()):
+    for dataset in dict.fromkeys(d for d, *_ in report_targets(experiments=True)):
         files += [f"results/{dataset}/figures/{name}" for name in ("metrics.html", "cmc.png", "summary.html")]
         files.append(f"data/derived/{dataset}/contact_sheet.png")
     for dataset, method in report_targets():

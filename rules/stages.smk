@@ -23,6 +23,7 @@ rule stage_shard:
     resources:
         gpu=stage_gpus,
     params:
+        backend=lambda w: split_backend(w.backend)[0],  # grabcut of an experiment's grabcut@sam
         backend_params=backend_params,
         model_file=lambda w: ["--model-file", model_file(w)] if model_file(w) else [],
         sha256=lambda w: (
@@ -36,7 +37,7 @@ rule stage_shard:
         workers=decode_workers,
         format_version=STORE_FORMAT_VERSION,  # stores of an older format are rebuilt (their merge rule too)
     shell:
-        "python -m pipeline.stages run --stage {wildcards.stage:q} --backend {wildcards.backend:q} "
+        "python -m pipeline.stages run --stage {wildcards.stage:q} --backend {params.backend:q} "
         "--images {input.images:q} --shard {wildcards.shard:q} --num-shards {wildcards.n:q} "
         "--params {params.backend_params:q} {params.model_file:q} {params.sha256:q} {params.stores:q} "
         "{params.allow_none_found:q} --batch-size {params.batch_size:q} --workers {params.workers:q} "

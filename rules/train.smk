@@ -85,7 +85,8 @@ rule evaluate:
         device=config.get("device", "auto"),
         lists=lambda w, input: str(Path(input.protocol).parent),
         stores=test_store_args,
+        experiment=lambda w: ["--experiment", w.experiment] if "experiment" in w.keys() else [],
     shell:
         "python -m trainer.evaluate --model {input.model:q} --lists {params.lists:q} --images {input.images:q} "
         "{params.stores:q} --out {output.metrics:q} --features {output.features:q} --device {params.device:q} "
-        "--threads {threads} > {log:q} 2>&1"
+        "{params.experiment:q} --threads {threads} > {log:q} 2>&1"

@@ -293,6 +293,11 @@ def test_the_configuration_s_files_by_dataset_method_and_body(workdir):
     resnet = {str(e.path): e for e in needed_files(config)}[str(resnet.path)]
     assert "prcc" not in resnet.used_by.get("3dsl at scale paper", [])
     assert "prcc" in resnet.used_by["cal at scale paper"]
+    # a named experiment's backends and runs: listed with the experiment that uses them
+    config["experiments"] = {"sam": {"stages": {"silhouettes": {"backend": "sam"}}}}
+    sam = {str(e.path): e for e in needed_files(config)}["data/models/sam_vit_b_01ec64.pth"]
+    assert sam.used_by == {"silhouettes backend sam": ["stages (experiment sam)"]}
+    del config["experiments"]
     # --all: every configured backend's file, the learned backends of the shipped config included
     every = {str(e.path) for e in needed_files(config, every_backend=True)}
     assert {"data/models/sam_vit_b_01ec64.pth", "data/models/GPEN-BFR-512.pth",

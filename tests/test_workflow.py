@@ -361,6 +361,34 @@ def test_a_backend_without_its_weights_stops_the_plan_even_where_results_exist(w
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
+def test_an_experiment_runs_beside_the_default_and_the_report_compares_them(workflow):
+    """Two variants side by side: the default 3DSL (GrabCut silhouettes) and the experiment `gt` (the truth's):
+    one extra silhouettes store, one extra training, the default's results untouched, one table and CMC of both."""
+    target = ["results/tiny/3dsl/metrics.json", "--configfile", "tiny.yaml"]
+    if not (workflow / "results/tiny/3dsl/metrics.json").is_file():
+        snakemake(workflow, "--cores", "2", *target)
+    default = {p: (workflow / p).stat().st_mtime_ns for p in ("results/tiny/3dsl/model.pt",
+                                                               "results/tiny/3dsl/metrics.json")}
+    (workflow / "exp.yaml").write_text(yaml.safe_dump({
+        "methods": ["baseline", "cal", "3dsl"], "targets": ["tiny/3dsl", "tiny/3dsl/gt"],
+        "experiments": {"gt": {"stages": {"silhouettes": {"backend": "groundtruth"}}}}}))
+    figures = ["results/tiny/figures/metrics.html", "results/tiny/figures/cmc.png"]
+    exp = ["--configfile", "tiny.yaml", "exp.yaml"]
+    assert jobs_planned(snakemake(workflow, "-n", "results/tiny/3dsl/gt/metrics.json", *exp)) == {
+        "stage_shard": 2, "stage_merge": 1, "train_experiment": 1, "evaluate_experiment": 1}
+    snakemake(workflow, "--cores", "2", *figures, *exp)
+    assert {p: (workflow / p).stat().st_mtime_ns for p in default} == default
+    assert (workflow / "data/derived/tiny/silhouettes/groundtruth.h5").is_file()
+    gt = json.loads((workflow / "results/tiny/3dsl/gt/metrics.json").read_text())
+    assert gt["experiment"] == "gt" and gt["provenance"]["preprocessing"]["silhouettes"] == "groundtruth"
+    table = (workflow / "results/tiny/figures/metrics.html").read_text()
+    for label, silhouettes in (("3dsl", "grabcut"), ("3dsl/gt", "groundtruth")):
+        rows = re.findall(rf"<tr><td class=l>{re.escape(label)}</td>.*?</tr>", table)
+        assert rows and all(f"silhouettes: {silhouettes}</td></tr>" in row for row in rows), label
+    assert jobs_planned(snakemake(workflow, "-n", *figures, *exp)) == {}
+
+
 def test_missing_imagenet_weights_stop_the_plan_not_the_training(workflow, tmp_path, monkeypatch):
     """The paper scale's ImageNet weights once failed the train job after the preprocessing (the terminal saying
     only "check log file(s)"): the plan knows the file trainer.pretrained resolves, so it stops in one line."""

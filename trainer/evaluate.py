@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from .config import set_dotted
 from .features import evaluate_protocols
 from .methods import method_class
 from .model_file import load_feature_net
+from .report import run_label
 from .runtime import git_commit, hardware, pick_device
 from .stores import close_stores, open_stores, parse_store_args, test_store_paths
 
@@ -42,6 +44,15 @@ def test_overrides(cfg: dict, kind, assignments: list[str]) -> dict:
                              "evaluation; the rest is what the model was trained with")
         cfg = set_dotted(cfg, assignment, "--set")
     return cfg
+
+
+NAME = re.compile(r"[A-Za-z0-9_-]+")  # config/schema.yaml's names
+
+
+def experiment_name(text: str) -> str:
+    if not NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: an experiment's name is letters, digits, _ and -")
+    return text
 
 
 @reports_user_errors
@@ -62,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=positive_int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    ap.add_argument("--experiment", type=experiment_name, default=None,
+                    help="the named experiment the model was trained under (the workflow's experiments:), recorded "
+                         "in metrics.json so that tables and plots tell it from the method's other runs")
     a = ap.parse_args(argv)
     features_path = Path(a.features) if a.features else Path(a.out).with_name("features.h5")
     if features_path.resolve() == Path(a.out).resolve():
@@ -104,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": meta["dataset"],  # what was evaluated; a model may be tested on another dataset than its own
         "train_dataset": state["dataset"],
         "method": cfg["method"],
+        **({"experiment": a.experiment} if a.experiment else {}),
         "scale": cfg["scale"],
         **({"test_overrides": a.set} if a.set else {}),
         "protocols": metrics,
@@ -131,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_text(a.out, json.dumps(report, indent=2) + "\n")
     for stream, protocols in extra["streams"].items():
-        label = f"{report['method']}[{stream}]" if stream else report["method"]
+        label = run_label(report) + (f"[{stream}]" if stream else "")
         for name, m in protocols.items():
             print(f"{report['dataset']}/{label} {name:>4}: mAP {100 * m['mAP']:.1f}  R1 {100 * m['rank1']:.1f}  "
                   f"R5 {100 * m['rank5']:.1f}  R10 {100 * m['rank10']:.1f}  R20 {100 * m['rank20']:.1f}  "

@@ -30,11 +30,12 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.atomic import remove_leaked_temporaries, write_text
 from pipeline.cli import reports_user_errors
+from pipeline.configoverlay import apply_overlay
 from pipeline.digest import file_sha256
 from pipeline.errors import InputError, MissingInputError, UserError
 from pipeline.progress import log_interval
@@ -186,6 +187,17 @@ def needed_files(config: dict, every_backend: bool = False) -> list[WeightsFile]
                 for method in body_methods:
                     _add(found, WeightsFile(Path(value), what, None, source, folder=folder), f"body.{kind}",
                          method, [f"body.{kind}"])
+    # each named experiment's runs (the workflow's experiments:), with its overlay applied to the config
+    for name, overlay in config.get("experiments", {}).items():
+        try:
+            merged = apply_overlay({k: v for k, v in config.items() if k != "experiments"}, overlay)
+        except ValueError as e:
+            raise InputError(f"experiments.{name}: {e}") from None
+        for entry in needed_files(merged, every_backend):
+            fresh = replace(entry, used_by={}, names=set())
+            for use, wheres in entry.used_by.items():
+                for where in wheres:
+                    _add(found, fresh, use, f"{where} (experiment {name})", entry.names)
     return list(found.values())
 
 

@@ -69,7 +69,7 @@ def read_metrics_file(path: str | Path) -> dict:
     for key in ("dataset", "method", "scale", "protocols", "provenance"):
         if key not in report:
             raise InputError(f"{path}: no {key!r}: {NOT_EVALUATE}")
-    for key in ("dataset", "method", "scale"):
+    for key in ("dataset", "method", "scale", *(["experiment"] if "experiment" in report else [])):
         if not isinstance(report[key], str):
             raise InputError(f"{path}: {key} is {report[key]!r}, not a name: {NOT_EVALUATE}")
     _protocols(report["protocols"], "protocols", path)

@@ -8,13 +8,20 @@ from pipeline.cli import reports_user_errors
 from .metrics_file import read_metrics_file
 
 
+def run_label(report: dict) -> str:
+    """The method, and the named experiment its run was trained under (the workflow's experiments:): 3dsl/sam."""
+    return report["method"] + (f"/{report['experiment']}" if "experiment" in report else "")
+
+
 def metric_rows(report: dict) -> list[tuple[str, str, dict]]:
     """(method label, protocol, metrics): the method's result, then each further stream it reports alone
-    (DeSKPro: all = face ⊕ body is the result; body and face follow as deskpro[body], deskpro[face])."""
-    rows = [(report["method"], name, m) for name, m in report["protocols"].items()]
+    (DeSKPro: all = face ⊕ body is the result; body and face follow as deskpro[body], deskpro[face]); the
+    label names the run's experiment where it has one (3dsl/sam)."""
+    label = run_label(report)
+    rows = [(label, name, m) for name, m in report["protocols"].items()]
     streams = list(report.get("streams", {}).items())
     for stream, protocols in streams[1:]:
-        rows += [(f"{report['method']}[{stream}]", name, m) for name, m in protocols.items()]
+        rows += [(f"{label}[{stream}]", name, m) for name, m in protocols.items()]
     return rows
 
 

@@ -12,7 +12,7 @@ from pipeline.errors import InputError
 from pipeline.stages.quality import PERCENTS, format_flag, format_value
 
 from ..metrics_file import read_metrics_file
-from ..report import metric_rows
+from ..report import metric_rows, run_label
 
 STYLE = ("<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse;margin:8px 0}"
          "th,td{border:1px solid #bbb;padding:3px 7px;text-align:right}th{background:#eee}"
@@ -25,9 +25,9 @@ def read_metrics(paths: list[str | Path]) -> list[dict]:
     reports = [read_metrics_file(path) for path in paths]
     seen: dict[tuple, str] = {}
     for path, r in zip(paths, reports, strict=True):
-        key = (r["dataset"], r["method"], tuple(r.get("test_overrides", [])))
+        key = (r["dataset"], run_label(r), tuple(r.get("test_overrides", [])))
         if key in seen:
-            raise InputError(f"{path} and {seen[key]} both hold {r['dataset']}/{r['method']}")
+            raise InputError(f"{path} and {seen[key]} both hold {r['dataset']}/{run_label(r)}")
         seen[key] = str(path)
     return reports
 
@@ -55,9 +55,9 @@ def metrics_table_html(paths: list[str | Path]) -> str:
     rows = []
     for r in reports:
         p = r["provenance"]
-        label = r["method"] + (f" ({', '.join(r['test_overrides'])})" if r.get("test_overrides") else "")
+        label = run_label(r) + (f" ({', '.join(r['test_overrides'])})" if r.get("test_overrides") else "")
         for method, name, m in metric_rows(r):
-            rows.append([label + method[len(r["method"]):], name, f"{m['query']} → {m['gallery']} ({m['mode']})",
+            rows.append([label + method[len(run_label(r)):], name, f"{m['query']} → {m['gallery']} ({m['mode']})",
                          *(f"{100 * m[k]:.1f}" for _, k in METRIC_COLUMNS), m["num_valid_queries"],
                          r["scale"], p["config_hash"], short_commit(p["git_commit_train"]), p["seed"],
                          preprocessing(p)])
