@@ -294,9 +294,13 @@ def test_the_configuration_s_files_by_dataset_method_and_body(workdir):
     assert "prcc" not in resnet.used_by.get("3dsl at scale paper", [])
     assert "prcc" in resnet.used_by["cal at scale paper"]
     # a named experiment's backends and runs: listed with the experiment that uses them
-    config["experiments"] = {"sam": {"stages": {"silhouettes": {"backend": "sam"}}}}
-    sam = {str(e.path): e for e in needed_files(config)}["data/models/sam_vit_b_01ec64.pth"]
+    config["experiments"] = {"sam": {"stages": {"silhouettes": {"backend": "sam"}}},
+                             "demo3dsl": {"scales": {"prcc": {"3dsl": "demo"}}}}
+    with_experiments = {str(e.path): e for e in needed_files(config)}
+    sam = with_experiments["data/models/sam_vit_b_01ec64.pth"]
     assert sam.used_by == {"silhouettes backend sam": ["stages (experiment sam)"]}
+    # what the default config uses already is not listed again for each experiment
+    assert with_experiments[str(resnet.path)].used_by == resnet.used_by
     del config["experiments"]
     # --all: every configured backend's file, the learned backends of the shipped config included
     every = {str(e.path) for e in needed_files(config, every_backend=True)}

@@ -187,7 +187,10 @@ def needed_files(config: dict, every_backend: bool = False) -> list[WeightsFile]
                 for method in body_methods:
                     _add(found, WeightsFile(Path(value), what, None, source, folder=folder), f"body.{kind}",
                          method, [f"body.{kind}"])
-    # each named experiment's runs (the workflow's experiments:), with its overlay applied to the config
+    # each named experiment's runs (the workflow's experiments:), with its overlay applied to the config: the uses
+    # the default config does not have already, so that an experiment changing one stage adds one line
+    default = {(path, use, where) for path, e in found.items() for use, wheres in e.used_by.items()
+               for where in wheres}
     for name, overlay in config.get("experiments", {}).items():
         try:
             merged = apply_overlay({k: v for k, v in config.items() if k != "experiments"}, overlay)
@@ -197,7 +200,8 @@ def needed_files(config: dict, every_backend: bool = False) -> list[WeightsFile]
             fresh = replace(entry, used_by={}, names=set())
             for use, wheres in entry.used_by.items():
                 for where in wheres:
-                    _add(found, fresh, use, f"{where} (experiment {name})", entry.names)
+                    if (entry.path, use, where) not in default:
+                        _add(found, fresh, use, f"{where} (experiment {name})", entry.names)
     return list(found.values())
 
 
