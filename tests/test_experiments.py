@@ -1,15 +1,13 @@
 """Named experiments: the config overlay (pipeline/configoverlay.py) and the plans it gives (rules/experiments.smk):
 results beside the default run's, stores shared wherever the experiment computes them alike."""
 import re
-import shutil
 
 import pytest
 import yaml
 
 from pipeline.configoverlay import apply_overlay
 
-from .conftest import REPO
-from .test_workflow import TINY_CONFIG, jobs_planned, snakemake
+from .test_workflow import TINY_CONFIG, copy_workflow, jobs_planned, planned_resources, snakemake
 
 BASE = {"datasets": {"a": {"format": "prcc", "root": "r", "stages": {"silhouettes": {"backend": "groundtruth"},
                                                                      "faces": {"backend": "retinaface"}}}},
@@ -47,10 +45,7 @@ EXPERIMENTS = {"gt": {"stages": {"silhouettes": {"backend": "groundtruth"}}},
 
 @pytest.fixture(scope="module")
 def plans(tmp_path_factory):
-    work = tmp_path_factory.mktemp("experiments")
-    for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    work = copy_workflow(tmp_path_factory.mktemp("experiments"))
     config = {**TINY_CONFIG, "methods": ["baseline", "cal", "3dsl"], "experiments": EXPERIMENTS}
     (work / "tiny.yaml").write_text(yaml.safe_dump(config))
     return work
@@ -129,3 +124,15 @@ def test_an_experiment_cannot_take_the_name_of_a_run_s_folder(plans, name):
     proc = snakemake(plans, "-n", "--configfile", "tiny.yaml", "bad.yaml", check=False)
     out = proc.stdout + proc.stderr  # Snakemake prints a schema error on stdout
     assert proc.returncode == 1 and "experiments" in out and repr(name) in out, out[-800:]
+
+
+def test_the_cluster_profile_sizes_an_experiment_s_jobs_as_the_default_s(plans):
+    # --cores: a dry run otherwise caps every job's threads at 1
+    proc = snakemake(plans, "--workflow-profile", "profiles/slurm", "-n", "-p", "--cores", "16",
+                     "results/tiny/3dsl/it3/metrics.json", "--configfile", "tiny.yaml")
+    res = planned_resources(proc)
+    train, evaluate = res["train_experiment"][0], res["evaluate_experiment"][0]
+    assert train["mem_mb"] == "32000" and train["runtime"] == "1440" and train["cpus_per_task"] == "8"
+    assert evaluate["mem_mb"] == "16000" and evaluate["cpus_per_task"] == "8"
+    assert all("--threads 8" in line for rule in ("train_experiment", "evaluate_experiment")
+               for line in shell_lines(proc, rule))

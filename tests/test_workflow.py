@@ -49,12 +49,17 @@ def jobs_planned(proc) -> dict:
     return counts
 
 
-@pytest.fixture(scope="module")
-def workflow(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wf")
+def copy_workflow(work):
+    """The workflow's files (Snakefile, rules, config, envs, profiles, report captions) copied into `work`."""
     for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    return work
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
     (work / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
     return work
 

@@ -2,24 +2,18 @@
 the schema when it names something: a dataset, a backend, a protocol, a parsing label)."""
 import json
 import shlex
-import shutil
 
 import pytest
 import yaml
 
-from .conftest import REPO
-from .test_workflow import TINY_CONFIG, snakemake
+from .test_workflow import TINY_CONFIG, copy_workflow, snakemake
 
 HOSTILE = "$(touch MARK)"
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    work = tmp_path_factory.mktemp("quoting")
-    for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    return work
+    return copy_workflow(tmp_path_factory.mktemp("quoting"))
 
 
 def planned_commands(work, target: str, config: dict) -> list[list[str]]:
