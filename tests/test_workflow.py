@@ -22,9 +22,12 @@ TINY_CONFIG = {
 }
 
 
-def snakemake(workdir, *args, check=True, timeout=900):
+def snakemake(workdir, *args, check=True, timeout=900, torch_home=None):
+    """Snakemake in `workdir`; torch's caches (the ImageNet weights the plan checks) in `torch_home`, by default
+    `workdir`/torch, where copy_workflow put placeholders."""
     # rules call `python -m ...`: put this interpreter's environment first, as an activated venv does
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+               TORCH_HOME=str(torch_home or workdir / "torch"))
     proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True,
                           timeout=timeout, env=env)
     if check and proc.returncode != 0:
@@ -49,12 +52,26 @@ def jobs_planned(proc) -> dict:
     return counts
 
 
+# the ImageNet files the shipped methods load at their published scales (trainer/pretrained.py), under TORCH_HOME
+PRETRAINED = ("hub/checkpoints/resnet50-0676ba61.pth", "checkpoints/osnet_x1_0_imagenet.pth")
+
+
 def copy_workflow(work):
-    """The workflow's files (Snakefile, rules, config, envs, profiles, report captions) copied into `work`."""
+    """The workflow's files (Snakefile, rules, config, envs, profiles, report captions) copied into `work`, and a
+    placeholder for each ImageNet weights file under `work`/torch: the plan checks they are there (a test of
+    that gives another TORCH_HOME); no test trains from them."""
     for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    pretrained_placeholders(work / "torch")
     return work
+
+
+def pretrained_placeholders(torch_home):
+    for name in PRETRAINED:
+        (torch_home / name).parent.mkdir(parents=True, exist_ok=True)
+        (torch_home / name).write_bytes(b"placeholder")
+    return torch_home
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +97,11 @@ REAL = {d: c for d, c in yaml.safe_load((REPO / "config/config.yaml").read_text(
 
 
 @pytest.mark.parametrize("dataset", sorted(REAL))
-def test_real_dataset_targets_resolve_from_the_default_config(dataset):
+def test_real_dataset_targets_resolve_from_the_default_config(dataset, tmp_path):
     from pipeline.datasets import layout_dir
 
-    proc = snakemake(REPO, "-n", f"results/{dataset}/baseline/metrics.json", check=False)
+    proc = snakemake(REPO, "-n", f"results/{dataset}/baseline/metrics.json", check=False,
+                     torch_home=pretrained_placeholders(tmp_path))
     # the raw data is absent here: the plan must name the dataset's layout folder as the missing input
     assert f"{REAL[dataset]['root']}/{layout_dir(REAL[dataset]['format'])}" in proc.stdout + proc.stderr
 
@@ -394,16 +412,15 @@ def test_an_experiment_runs_beside_the_default_and_the_report_compares_them(work
     assert jobs_planned(snakemake(workflow, "-n", *figures, *exp)) == {}
 
 
-def test_missing_imagenet_weights_stop_the_plan_not_the_training(workflow, tmp_path, monkeypatch):
+def test_missing_imagenet_weights_stop_the_plan_not_the_training(workflow, tmp_path):
     """The paper scale's ImageNet weights once failed the train job after the preprocessing (the terminal saying
     only "check log file(s)"): the plan knows the file trainer.pretrained resolves, so it stops in one line."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     tiny = TINY_CONFIG["datasets"]["tiny"]
     overlay = {"datasets": {"tinyw": {**tiny, "root": "data/raw/tinyw"}},
                "overrides": {"cal": ["model.pretrained=IMAGENET1K_V1"]}}
     (workflow / "imagenet.yaml").write_text(yaml.safe_dump(overlay))
     target = ["results/tinyw/cal/metrics.json", "--configfile", "tiny.yaml", "imagenet.yaml"]
-    proc = snakemake(workflow, "-n", *target, check=False)
+    proc = snakemake(workflow, "-n", *target, check=False, torch_home=tmp_path / "torch")
     err = proc.stderr.strip().splitlines()
     cached = tmp_path / "torch/hub/checkpoints/resnet18-f37072fd.pth"  # the tiny scale's backbone
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
@@ -413,13 +430,13 @@ def test_missing_imagenet_weights_stop_the_plan_not_the_training(workflow, tmp_p
     assert "scales: {tinyw: {cal: <scale>}}" in err[-1]
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"present")  # the plan checks presence; the trainer checks the content
-    planned = snakemake(workflow, "-n", "-p", *target)
+    planned = snakemake(workflow, "-n", "-p", *target, torch_home=tmp_path / "torch")
     assert str(cached) in planned.stdout and jobs_planned(planned)["train"] == 1
     # from scratch (the method file's pretrained: none at the tiny scale): no file is needed at all
     shutil.rmtree(tmp_path / "torch")
     overlay["overrides"] = {}
     (workflow / "imagenet.yaml").write_text(yaml.safe_dump(overlay))
-    assert jobs_planned(snakemake(workflow, "-n", *target))["train"] == 1
+    assert jobs_planned(snakemake(workflow, "-n", *target, torch_home=tmp_path / "torch"))["train"] == 1
 
 
 def read_report(path) -> tuple[dict, dict]:
@@ -481,6 +498,7 @@ def test_the_report_of_the_tiny_workflow_holds_every_figure(workflow):
     # table and CMC of its dataset included, not only its train_figures (a train output): what `snakemake report`
     # does before `snakemake --report`, which packs the files as they are
     (workflow / "report3.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "targets": ["tiny/cal", "tiny/3dsl"],
+                                                           "methods": ["baseline", "cal", "3dsl"],
                                                            "report": {"queries": 3, "top": 4},
                                                            "overrides": {"3dsl": ["seed=2"]}}))
     assert jobs_planned(snakemake(workflow, "-n", "report", "--configfile", "report3.yaml")) == {

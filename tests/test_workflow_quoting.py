@@ -54,7 +54,12 @@ def test_a_dataset_root_with_a_space_and_shell_characters_is_one_word(work):
 
 
 def test_an_override_value_is_one_word(work):
-    value = f"model.pretrained=none{HOSTILE}'; echo \""
+    """A state-dict path with a quote and a substitution: the plan checks the file is there (trainer.pretrained),
+    and the override reaches the trainer as one word."""
+    weights = f"data/models/it's {HOSTILE}\".pth"
+    (work / weights).parent.mkdir(parents=True, exist_ok=True)
+    (work / weights).write_bytes(b"")
+    value = f"model.pretrained={weights}"
     commands = planned_commands(work, "results/tiny/baseline/model.pt",
                                 {**TINY_CONFIG, "overrides": {"baseline": [value, "epochs=1"]}})
     train = command_of(commands, "trainer.train")
