@@ -297,7 +297,9 @@ def test_a_dataset_can_choose_its_own_stage_backends(workflow):
                      "--configfile", "ownstages.yaml")
     runs = [ln for ln in proc.stdout.splitlines() if "pipeline.stages run" in ln]
     tiny_keypoints = [ln for ln in runs if "--stage keypoints" in ln and "derived/tiny/" in ln]
-    assert tiny_keypoints and all("--backend groundtruth" in ln for ln in tiny_keypoints)
+    # the store of tiny's truth keypoints is planned unless an earlier test of this module built it
+    assert tiny_keypoints or (workflow / "data/derived/tiny/keypoints/groundtruth.h5").is_file()
+    assert all("--backend groundtruth" in ln for ln in tiny_keypoints)
     assert all("data/raw/tiny/groundtruth/groundtruth.h5" in ln for ln in tiny_keypoints)
     # GrabCut on tiny is seeded by the truth, on the other dataset by mediapipe as configured at the top
     grabcut = [ln for ln in runs if "--backend grabcut" in ln]
@@ -374,6 +376,8 @@ def test_a_backend_without_its_weights_stops_the_plan_even_where_results_exist(w
     if not (workflow / "results/tiny/3dsl/metrics.json").is_file():
         snakemake(workflow, "--cores", "2", *target)
     assert jobs_planned(snakemake(workflow, "-n", *target)) == {}
+    # an earlier test of this module puts a placeholder SAM file there for its plan
+    (workflow / "data/models/sam_vit_b_01ec64.pth").unlink(missing_ok=True)
     (workflow / "sam.yaml").write_text(yaml.safe_dump({"stages": {"silhouettes": {"backend": "sam"}}}))
     proc = snakemake(workflow, "-n", "results/tiny/3dsl/metrics.json", *change, check=False)
     err = proc.stderr.strip().splitlines()
