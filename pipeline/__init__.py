@@ -1,2 +1,4 @@
-"""ccreid preprocessing: dataset adapters, list files, the image pack and (later) stage backends."""
-__version__ = "0.1.0"
+"""ccreid preprocessing: dataset adapters, list files, the image pack and stage backends."""
+from ._version import project_version
+
+__version__ = project_version()

@@ -412,11 +412,3 @@ def test_pretrained_paths_and_names():
         backbone_weights("resnet50", "IMAGENET_V9")
     with pytest.raises(InputError, match="model.backbone 'vgg16': no such backbone"):
         pretrained_files({"method": "x", "model": {"backbone": "vgg16", "pretrained": "IMAGENET1K_V1"}})
-
-
-def test_pooch_is_pinned_alike_wherever_the_project_pins_versions():
-    """pyproject.toml's pins are the source; envs/ccreid.yaml (for --sdm conda) repeats them."""
-    pyproject = dict(re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M))
-    conda = dict(re.findall(r"^\s+- ([A-Za-z0-9_.-]+)==(\S+)", (REPO / "envs/ccreid.yaml").read_text(), re.M))
-    assert pyproject["pooch"] == "1.9.0"
-    assert {name: version for name, version in conda.items() if pyproject.get(name) != version} == {}

@@ -3,7 +3,8 @@
 The notebook API (trainer/api.py) is exported here lazily — `from trainer import load_model, evaluate_retrieval,
 store_record` — so that importing trainer.config (as the workflow does while it plans) does not load torch. (Not
 `evaluate`: that name is the trainer.evaluate program's module.)"""
-__version__ = "0.1.0"
+from pipeline import __version__  # noqa: F401  (one version for both packages: pyproject.toml)
+
 _API = ("TrainedModel", "evaluate_retrieval", "load_model", "store_record")
 __all__ = list(_API)
 

@@ -1,4 +1,4 @@
-"""CRE+BSGA's items (Mu et al. §3.1–3.2; docs/methods.md#cre-bsga): the image, its clothes-erased copy (CRE) and
+"""CRE+BSGA's items (Mu et al. §3.1–3.2; docs/methods.md#crebsga): the image, its clothes-erased copy (CRE) and
 its binary body mask (BSGA), all from the cloth_masks store.
 
 CRE, eq. (1): the pixels of the erased classes set to 0 in the image itself, before normalisation. Which pixels:

@@ -1,5 +1,5 @@
 """CRE+BSGA (Mu et al., "Clothes-Changing Person Re-identification with Clothes-Relevant Information Erasure and
-Body Shape-Guided Attention"; no public code: the paper is the specification; docs/methods.md#cre-bsga).
+Body Shape-Guided Attention"; no public code: the paper is the specification; docs/methods.md#crebsga).
 
 Each of the M sampled images and its clothes-erased copy (CRE) share the identity and clothes labels and go
 through the network in one batch of 2M; BSGA re-weights the stage-2 map by the body mask. Loss (eq. (8)):

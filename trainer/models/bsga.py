@@ -1,5 +1,5 @@
 """CRE+BSGA's network (Mu et al., "Clothes-Changing Person Re-identification with Clothes-Relevant Information
-Erasure and Body Shape-Guided Attention", §3.2; no public code; docs/methods.md#cre-bsga): a ResNet (last stride
+Erasure and Body Shape-Guided Attention", §3.2; no public code; docs/methods.md#crebsga): a ResNet (last stride
 1) whose stage-2 map is re-weighted by the body shape-guided attention (BSGA) before stage 3, then global pooling
 and a BN neck; the BN feature feeds the identity classifier, the triplet loss and testing (§3.3).
 
