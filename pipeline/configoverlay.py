@@ -1,6 +1,6 @@
 """A named experiment's configuration: the workflow config with the experiment's overlay applied.
 
-`experiments: {<name>: <overlay>}` in the workflow config (README: Experiments) runs a method again with other
+`experiments: {<name>: <overlay>}` in the workflow config (docs/experiments.md) runs a method again with other
 stage backends, backend params, cloth schemes, scales or method overrides, its results beside the default run's.
 The overlay is read as "the default, changed by this":
 

@@ -1,6 +1,6 @@
 """images.h5: the manifest every derived store is aligned to (index <-> image).
 
-Storage, chosen by measurement (benchmarks/bench_imagepack.py, figures in the README): each image's
+Storage, chosen by measurement (benchmarks/bench_imagepack.py, figures in docs/measurements.md): each image's
 original encoded file bytes as a variable-length uint8 row. Nothing is re-encoded, so the pack is
 bit-exact to data/raw, ~10x smaller than raw pixels, and decodes at thousands of images/s — far
 above what training consumes. Images keep their own sizes; resizing belongs to the consumer.

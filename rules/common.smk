@@ -49,7 +49,7 @@ with planning():
         load_config_file(_configfile)
 
 
-# --- named experiments (pipeline/configoverlay.py; README: Experiments) ----------------------------------
+# --- named experiments (pipeline/configoverlay.py; docs/experiments.md) ----------------------------------
 
 
 @functools.cache
@@ -491,7 +491,7 @@ def model_file(wildcards):
         where = (
             f"Download them (ccreid-weights fetch does) from {spec['url']}"
             if "url" in spec
-            else f"Get them by hand from {spec.get('source', 'the README (Weights)')}"
+            else f"Get them by hand from {spec.get('source', 'docs/preprocessing.md#getting-the-weights')}"
         )
         stop(
             f"{path}: weights for {wildcards.stage} backend {wildcards.backend} are missing. "

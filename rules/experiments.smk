@@ -1,4 +1,4 @@
-# Named experiments (config `experiments:`, README: Experiments): a method trained and evaluated again under the
+# Named experiments (config `experiments:`, docs/experiments.md): a method trained and evaluated again under the
 # config with the experiment's overlay, in results/{dataset}/{method}/{experiment}/. The rules are the train and
 # evaluate rules with those paths; their input functions read the experiment's config (rules/common.smk cfg) and
 # its stores: the default's where the experiment computes them alike, <backend>@<experiment>.h5 where not.

@@ -9,7 +9,7 @@ import pytest
 from .conftest import REPO
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")  # [text](target), not images
-CITED = re.compile(r"\b(docs/[\w.-]+\.md)#([\w-]+)")  # docs/page.md#anchor in code, configs and captions
+CITED = re.compile(r"\b(docs/[\w.-]+\.md)#([\w-]+)")  # docs/<page>.md#<anchor> in code, configs and captions
 
 
 def tracked(*patterns: str) -> list[Path]:

@@ -48,11 +48,12 @@ from .store import (
 def check_model_file(path: str, expected_sha256: str | None) -> str:
     """The file's sha256, after checking that it exists and, when a checksum is configured, matches it."""
     if not Path(path).is_file():
-        raise MissingInputError(f"{path}: model file missing (see the README's Weights table for where to get it)")
+        raise MissingInputError(f"{path}: model file missing (where to get it: `ccreid-weights list`, "
+                                "docs/preprocessing.md#getting-the-weights)")
     actual = file_sha256(path)
     if expected_sha256 and actual != expected_sha256:
         raise InputError(f"{path}: sha256 {actual}, expected {expected_sha256}; the file is corrupt or another "
-                         f"release (see the README's Weights table)")
+                         f"release (docs/preprocessing.md#getting-the-weights)")
     return actual
 
 
