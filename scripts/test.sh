@@ -11,4 +11,5 @@ snakefmt --check Snakefile rules/
 # CLIs), so the second core is idle without them. --dist loadfile keeps each file on one worker, so module-scoped
 # fixtures (a workflow run shared by a file's tests) are built once. --durations: the slowest tests, to keep CI
 # within its 30 minutes.
-python -m pytest -n "${CCREID_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
+# -m "": every test, the slow ones too (pyproject.toml's addopts leave them out of a plain `pytest`).
+python -m pytest -n "${CCREID_TEST_WORKERS:-2}" --dist loadfile --durations=25 -m "" "$@"

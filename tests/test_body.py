@@ -172,6 +172,7 @@ def official_style_pickle(plain: dict, path, protocol: int):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", [0, 2])  # 0: copy_reg._reconstructor; 2: NEWOBJ (Python 2's cPickle wrote either)
 def test_chumpy_pickle_converts_and_the_raw_file_is_refused_with_the_command(standin, tmp_path, protocol):
     plain = pickle.loads(standin.read_bytes())
@@ -224,6 +225,7 @@ def test_crafted_pickles_run_no_code_in_any_loader(standin, tmp_path, monkeypatc
     assert BodyModel(standin).num_vertices == 6890
 
 
+@pytest.mark.slow
 def test_the_standin_loads_from_every_pickle_protocol(standin, tmp_path):
     """numpy and scipy pickle through different globals per protocol (_codecs.encode at 0-2, numpy's
     _frombuffer at 5): all of them are on the allow-list."""

@@ -129,6 +129,7 @@ def test_neural_renderer_silhouette_is_upright_and_matches_an_independent_raster
     assert (got != truth[::-1]).sum() > 100
 
 
+@pytest.mark.slow
 def test_neural_renderer_and_soft_backends_draw_the_same_body(fake_neural_renderer, tmp_path):
     body = BodyModel(write_standin(tmp_path / "STANDIN_NEUTRAL.pkl"))
     h, w = 48, 24

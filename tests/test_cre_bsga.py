@@ -281,6 +281,7 @@ def test_the_logs_say_on_how_many_images_the_masks_were_found(tiny_dataset, tmp_
                     f"({100 * expected / len(rows):.1f}%)")
 
 
+@pytest.mark.slow
 def test_evaluation_without_bsga_needs_no_retraining_and_other_keys_stay_fixed(tiny_dataset, cloth_store, tmp_path,
                                                                                capsys):
     import json
@@ -325,6 +326,7 @@ def _ddp_worker(rank, world, port, lists, images, cloth_store, out, queue):
     queue.put((rank, torch.cat([p.detach().flatten() for p in captured["m"].model.parameters()]).numpy()))
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset, cloth_store):
     """Two processes, each with its own 2M-image batches: the cross-clothes triplet gathers features, identities
     and clothes over ranks; DDP keeps the replicas equal."""

@@ -219,6 +219,7 @@ class Spy(Precision):
         super().backward(loss)
 
 
+@pytest.mark.slow
 def test_total_loss_is_eq7_and_the_teacher_gets_no_gradient(tiny_dataset, stores, teacher_file):
     cfg = cfg_of("deskpro", fmt="prcc")
     assert cfg["loss"]["kd"] == {"temperature": 1.0, "alpha": 0.8} and cfg["dataset_defaults"] == "prcc"
@@ -299,6 +300,7 @@ def test_switches_that_cannot_work_together_are_named(teacher_file, switches, me
         student(cfg_of("deskpro", *switches), teacher_file)
 
 
+@pytest.mark.slow
 def test_a_teacher_that_cannot_teach_this_run_is_refused(teacher_file):
     with pytest.raises(InputError, match="teacher knows 6 identities, this run 7"):
         student(cfg_of(), teacher_file, num_pids=7)
@@ -395,6 +397,7 @@ def _ddp_worker(rank, world, port, lists, images, stores, teacher, out, queue):
     queue.put((rank, torch.cat([p.detach().flatten() for p in m.model.parameters()]).numpy()))
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_with_gloo_trains_the_student_with_masked_faces(tmp_path, tiny_dataset, stores, teacher_file):
     """Two processes: DeSKPro's unused OSBlock convolutions (find_unused_parameters) and the masked face triplet
     gathered over ranks must not stall or diverge the replicas."""

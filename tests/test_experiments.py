@@ -58,6 +58,7 @@ def shell_lines(proc, rule: str) -> list[str]:
             for line in b.splitlines() if line.startswith("Shell command: ")]
 
 
+@pytest.mark.slow
 def test_experiments_share_the_stores_they_compute_alike(plans):
     runs = [f"results/tiny/3dsl/{e}/metrics.json" for e in ("", *EXPERIMENTS)]
     proc = snakemake(plans, "-n", "-p", *[r.replace("//", "/") for r in runs], "--configfile", "tiny.yaml")
@@ -79,6 +80,7 @@ def test_experiments_share_the_stores_they_compute_alike(plans):
     assert {re.search(r"--experiment (\S+)", line).group(1) for line in evaluations} == set(EXPERIMENTS)
 
 
+@pytest.mark.slow
 def test_a_store_read_by_an_experiment_s_store_makes_that_one_its_own_too(plans):
     """An experiment that changes the keypoints changes GrabCut's seeds: GrabCut's store becomes the experiment's
     although GrabCut's own settings are the default's."""
@@ -91,6 +93,7 @@ def test_a_store_read_by_an_experiment_s_store_makes_that_one_its_own_too(plans)
     assert shards and all("--input-store data/derived/tiny/keypoints/mediapipe@kp.h5" in s for s in shards)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("overlay", "target", "expected"), [
     ({"x": {"backends": {"silhouettes": {"grabcut": {"params": {"iterations": "many"}}}}}}, "results/tiny/3dsl/x",
      "error: experiments.x: silhouettes backend 'grabcut': parameter 'iterations' is 'many'"),
@@ -110,6 +113,7 @@ def test_a_bad_experiment_stops_the_plan_naming_it(plans, overlay, target, expec
         assert "MissingRuleException" in out and "results/tiny/3dsl/nope/metrics.json" in out, out[-1500:]
 
 
+@pytest.mark.slow
 def test_a_target_naming_an_unknown_experiment_stops_the_plan(plans):
     (plans / "bad.yaml").write_text(yaml.safe_dump({"targets": ["tiny/3dsl/nope"]}))
     proc = snakemake(plans, "-n", "--configfile", "tiny.yaml", "bad.yaml", check=False)
@@ -118,6 +122,7 @@ def test_a_target_naming_an_unknown_experiment_stops_the_plan(plans):
                                                     "(configured: ['gt', 'it3', 'reseed'])")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["figures", "train_figures", "checkpoints", "seed2", "a b"])
 def test_an_experiment_cannot_take_the_name_of_a_run_s_folder(plans, name):
     (plans / "bad.yaml").write_text(yaml.safe_dump({"experiments": {name: {"overrides": {"cal": ["seed=1"]}}}}))
@@ -126,6 +131,7 @@ def test_an_experiment_cannot_take_the_name_of_a_run_s_folder(plans, name):
     assert proc.returncode == 1 and "experiments" in out and repr(name) in out, out[-800:]
 
 
+@pytest.mark.slow
 def test_the_cluster_profile_sizes_an_experiment_s_jobs_as_the_default_s(plans):
     # --cores: a dry run otherwise caps every job's threads at 1
     proc = snakemake(plans, "--workflow-profile", "profiles/slurm", "-n", "-p", "--cores", "16",

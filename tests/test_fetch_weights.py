@@ -266,6 +266,7 @@ def test_a_torchvision_file_is_checked_against_the_digits_in_its_name(workdir, c
     assert "get it by hand: https://drive.google.com/uc?id=1LaG1EJpHrxdAxKnSCJ_i0u-nbxSAeiFY" in out
 
 
+@pytest.mark.slow
 def test_the_configuration_s_files_by_dataset_method_and_body(workdir):
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     config["datasets"]["prcc"]["stages"] = {"parsing": {"backend": "schp-atr"}}

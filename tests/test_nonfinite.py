@@ -97,6 +97,7 @@ def _diverging_rank(rank, world, port, lists, images, out, queue):
         queue.put((rank, str(e)))
 
 
+@pytest.mark.slow
 def test_ddp_processes_stop_together_when_one_diverges(tmp_path, tiny_dataset):
     results = run_ranks(_diverging_rank, str(tiny_dataset["lists"]), str(tiny_dataset["images"]), tmp_path,
                         timeout=240)
@@ -105,6 +106,7 @@ def test_ddp_processes_stop_together_when_one_diverges(tmp_path, tiny_dataset):
     assert not (tmp_path / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_evaluation_and_the_api_refuse_a_model_with_nonfinite_weights(tmp_path, tiny_dataset, capsys):
     from trainer.api import load_model
     from trainer.evaluate import main as evaluate_main

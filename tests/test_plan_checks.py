@@ -173,6 +173,7 @@ def test_a_backend_param_string_that_does_not_parse_is_left_for_check_params_to_
 GRABCUT = "data/derived/tiny/silhouettes/grabcut.h5"
 
 
+@pytest.mark.slow
 def test_nested_config_numbers_reach_the_backend_params(workflow):  # noqa: F811
     proc = snakemake(workflow, "-n", "-p", GRABCUT, "--configfile", "tiny.yaml",
                      "--config", "backends={silhouettes: {grabcut: {params: {iterations: 3, seed_keypoints: false}}}}")
@@ -182,6 +183,7 @@ def test_nested_config_numbers_reach_the_backend_params(workflow):  # noqa: F811
         assert '"iterations": 3,' in line and '"seed_keypoints": false' in line, line
 
 
+@pytest.mark.slow
 def test_nested_config_numbers_reach_the_dataset_and_its_shard_counts(workflow):  # noqa: F811
     proc = snakemake(workflow, "-n", "-p", GRABCUT, "--configfile", "tiny.yaml", "--config",
                      "datasets={tiny: {synthetic: {train_ids: 8, erase_clothes: true}, shards: {silhouettes: 3}}}",
@@ -209,6 +211,7 @@ def test_a_config_string_that_is_not_a_number_is_refused_naming_it(workflow, set
         assert "['datasets']['tiny']['shards']['silhouettes']" in out
 
 
+@pytest.mark.slow
 def test_scales_train_one_method_of_a_dataset_at_another_scale(workflow):  # noqa: F811
     # every method has tiny and demo scales (config/methods/*.yaml); tiny.yaml's dataset trains at tiny
     name = write_overlay(workflow, "scales.yaml", {"methods": ["baseline", "cal", "3dsl"],
@@ -233,6 +236,7 @@ def test_a_scales_entry_naming_an_unknown_method_or_dataset_stops_the_plan(workf
     assert line.startswith(expected), line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cores", [3, 4])
 def test_train_and_evaluate_threads_are_the_cores_given(workflow, cores):  # noqa: F811
     proc = snakemake(workflow, "-n", "-p", "results/tiny/cal/metrics.json", "--configfile", "tiny.yaml",
@@ -242,6 +246,7 @@ def test_train_and_evaluate_threads_are_the_cores_given(workflow, cores):  # noq
     assert f"--threads {cores} " in train and f"--threads {cores} " in evaluate
 
 
+@pytest.mark.slow
 def test_without_cores_the_default_profile_gives_them_every_core(workflow):  # noqa: F811
     """profiles/default (read on its own) sets `cores: all`."""
     from snakemake.utils import available_cpu_count
@@ -263,6 +268,7 @@ def test_a_nan_is_not_a_number_the_plan_takes():
     assert non_finite_paths({"a": [1.5, {"b": 2}]}) == []
 
 
+@pytest.mark.slow
 def test_a_nan_in_a_config_file_stops_the_plan_naming_the_key(workflow):  # noqa: F811
     spec = {**TINY_CONFIG["datasets"]["tiny"]}
     spec["synthetic"] = {**spec["synthetic"], "trait_spread": float("nan")}

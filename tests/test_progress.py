@@ -51,6 +51,7 @@ def test_a_bad_interval_stops_a_command_with_one_line(tiny_dataset, tmp_path, ra
     assert not (tmp_path / "images.h5").exists()
 
 
+@pytest.mark.slow
 def test_a_stage_shards_log_shows_progress_while_it_runs(tiny_dataset, tmp_path):
     """As under Snakemake: output to a file, not a terminal. The log must grow during the shard, not only at its
     end."""
@@ -74,6 +75,7 @@ def test_a_stage_shards_log_shows_progress_while_it_runs(tiny_dataset, tmp_path)
     assert len(lines) >= 2 and lines[-1].endswith("done") and not lines[0].endswith("done")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, module", [("ccreid-lists", "pipeline.lists"), ("ccreid-train", "trainer.train"),
                                             ("ccreid-evaluate", "trainer.evaluate"),
                                             ("ccreid-stages", "pipeline.stages"),
@@ -86,6 +88,7 @@ def test_console_scripts_are_the_python_m_programs(script, module):
     assert out.returncode == 0 and out.stdout == ref.stdout
 
 
+@pytest.mark.slow
 def test_training_writes_its_history_as_tensorboard_scalars(tiny_dataset, tmp_path):
     pytest.importorskip("tensorboard", reason="the optional tensorboard extra (installed by the test extra)")
     import json

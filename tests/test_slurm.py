@@ -42,6 +42,7 @@ def workdir(base, name):
     return work
 
 
+@pytest.mark.slow
 def test_the_tiny_workflow_runs_as_slurm_jobs_and_equals_a_local_run(cluster, tmp_path):
     on_slurm, local = workdir(tmp_path, "slurm"), workdir(tmp_path, "local")
     planned = jobs_planned(snakemake(on_slurm, "-n", *TARGETS, "--configfile", "tiny.yaml"))
@@ -73,6 +74,7 @@ def test_the_tiny_workflow_runs_as_slurm_jobs_and_equals_a_local_run(cluster, tm
             assert m_slurm["protocols"][name][key] == pytest.approx(m[key], abs=1e-6), (name, key)
 
 
+@pytest.mark.slow
 def test_a_failing_slurm_job_stops_the_run_naming_its_logs(cluster, tmp_path):
     work = workdir(tmp_path, "broken")
     for split in ("train", "val", "test"):

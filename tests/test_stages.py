@@ -109,6 +109,7 @@ def test_iou():
     assert iou(a, b) == pytest.approx(4 / 12) and iou(a, a) == 1.0
 
 
+@pytest.mark.slow
 def test_grabcut_finds_the_drawn_person(pack, tmp_path):
     """On synthetic crops, GrabCut seeded by true keypoints overlaps the true silhouette well."""
     images = str(pack["images"])
@@ -257,6 +258,7 @@ def fake_checkpoint(path, keys: dict, prefix: str = "") -> None:
     torch.save(state, path)
 
 
+@pytest.mark.slow
 def test_fastpose_loads_a_checkpoint_with_the_official_keys_and_runs(tmp_path):
     from pipeline.stages.fastpose import FastPose, load_fastpose
 
@@ -357,6 +359,7 @@ def test_sam_runs_through_the_checkpoint_path_and_follows_keypoint_prompts(tmp_p
     assert "image_encoder.patch_embed.proj.weight" in sam_architecture("vit_b").state_dict()
 
 
+@pytest.mark.slow
 def test_grabcut_seeded_by_mediapipe_finds_a_real_person():
     image = grace_hopper()
     kp = grace_hopper_pose(image)

@@ -225,6 +225,7 @@ def test_a_long_path_keeps_its_end_on_the_contact_sheet():
     assert fit("a/b.jpg", 300) == "a/b.jpg"
 
 
+@pytest.mark.slow
 def test_retinaface_loads_its_released_key_layout_and_detects_through_the_same_path(tmp_path):
     """retinaface-pytorch's own network, random weights saved three ways the real files come: its release
     (a zip holding the state dict), Pytorch_Retinaface's DataParallel `module.` keys, and a plain dict."""
@@ -253,6 +254,7 @@ def test_retinaface_loads_its_released_key_layout_and_detects_through_the_same_p
         build("faces", "retinaface", {"device": "cpu"}, str(tmp_path / "nolandmarks.pth"))
 
 
+@pytest.mark.slow
 def test_retinaface_batches_regions_of_one_shape_and_equals_the_librarys_one_image_path(tmp_path):
     """A batch runs the network once per resized region shape, and every record equals what retinaface-pytorch's
     own predict_jsons finds on that image's region (the best face: box, landmarks, score, and so the aligned crop)."""
@@ -342,6 +344,7 @@ def official_schp_keys(n: int) -> dict[str, tuple[int, ...]]:
     return keys
 
 
+@pytest.mark.slow
 def test_schp_loads_official_checkpoint_layout_and_parses(tmp_path):
     import torch
 
@@ -478,6 +481,7 @@ def test_upfirdn2d_is_zero_insertion_padding_and_true_convolution():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gpen_batches_equal_one_face_at_a_time(tmp_path):
     import torch
 
@@ -501,6 +505,7 @@ def test_gpen_batches_equal_one_face_at_a_time(tmp_path):
         assert diff.max() <= 1  # float noise of a batched pass, then rounding to uint8
 
 
+@pytest.mark.slow
 def test_gpen_restores_through_the_checkpoint_path(tmp_path):
     import torch
 

@@ -102,6 +102,7 @@ def test_gradients_reach_e3d_through_each_projection_loss(body_files, only):
     assert method.net.rgb.bn.weight.grad is None
 
 
+@pytest.mark.slow
 def test_short_training_run_raises_iou_and_keeps_displacements_smooth(body_files, tiny_dataset, cues, tmp_path):
     """Training-batch IoU of the rendered reconstruction with the true silhouettes rises, early vs late; and
     δ stays a smooth body-shape correction: no vertex moved far, no edge of the rest shape stretched many
@@ -248,6 +249,7 @@ def test_body_cue_dataset_normalises_keypoints_and_resizes_silhouettes(body_file
     assert item["image3d"].shape == finish_batch(item["rgb"]).shape == (3, h, w)
 
 
+@pytest.mark.slow
 def test_discriminator_separates_prior_samples_from_noise(body_files):
     torch.manual_seed(0)
     mocap = MocapSampler(body_files["mocap"])
@@ -317,6 +319,7 @@ def test_clothes_aware_sampler_spreads_each_group_over_outfits():
     assert sorted(plain) == sorted(order)
 
 
+@pytest.mark.slow
 def test_ablations_switch_the_parts_they_name(body_files):
     cfg = tiny_cfg("ablation.mgs=false", "ablation.adv=false")
     method = build(cfg, body_files)

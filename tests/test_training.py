@@ -40,6 +40,7 @@ def _weights(model_path):
     return torch.load(model_path, weights_only=True)["feature_net"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, tiny_dataset, monkeypatch, workers):
     """With loader workers the augmentation draws used to depend on the worker's age, so a resumed run
@@ -77,6 +78,7 @@ def _changed_copy(tiny_dataset, base):
     return str(base / "images.h5")
 
 
+@pytest.mark.slow
 def test_a_finished_run_retrains_when_only_the_data_changed(tmp_path, tiny_dataset):
     lists, images = str(tiny_dataset["lists"]), str(tiny_dataset["images"])
     c = cfg("baseline", "epochs=1")
@@ -88,6 +90,7 @@ def test_a_finished_run_retrains_when_only_the_data_changed(tmp_path, tiny_datas
     assert all(torch.equal(fresh[k], again[k]) for k in fresh), "the rerun is not a fresh run on the new data"
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_over_other_data_is_discarded_not_resumed(tmp_path, tiny_dataset, monkeypatch, capsys):
     lists, images = str(tiny_dataset["lists"]), str(tiny_dataset["images"])
     c = cfg("baseline", "epochs=2")
@@ -163,6 +166,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path, tiny_dataset, monkeypatc
         train(c, lists, images, tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_metrics_with_provenance(tmp_path, tiny_dataset):
     model = train(cfg("baseline", "epochs=1"), str(tiny_dataset["lists"]), str(tiny_dataset["images"]), tmp_path)
     out = tmp_path / "metrics.json"
@@ -233,6 +237,7 @@ def _ddp_worker(rank, world, port, lists, images, out, queue):
     queue.put((rank, (flat.numpy(), D.is_distributed())))
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_with_gloo_keeps_replicas_identical(tmp_path, tiny_dataset):
     results = run_ranks(_ddp_worker, str(tiny_dataset["lists"]), str(tiny_dataset["images"]), tmp_path)
     import numpy as np
@@ -297,6 +302,7 @@ def test_evaluate_names_a_checkpoint_or_foreign_file_given_as_model(tmp_path, ti
     assert "is empty (0 bytes)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_metrics_name_the_evaluated_and_the_training_dataset(tmp_path, tiny_dataset, capsys):
     """A model tested on another dataset says so; that dataset's lists beside this dataset's pack (a clothes-free
     twin has the same paths) are refused by training and evaluation, naming both."""
@@ -331,6 +337,7 @@ def test_metrics_name_the_evaluated_and_the_training_dataset(tmp_path, tiny_data
     assert (report["dataset"], report["train_dataset"]) == ("another", "tiny")
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_partial_file(tmp_path, tiny_dataset):
     """RLIMIT_FSIZE makes large writes fail with EFBIG, down the same paths as a full disk (ENOSPC)."""
     import subprocess
@@ -354,6 +361,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_partial
     assert leftovers == [], leftovers
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_train_config_names_it_and_leaves_no_partial_file(tmp_path, tiny_dataset):
     """RLIMIT_FSIZE makes the write fail with EFBIG, as a full disk fails it with ENOSPC; before any training."""
     import subprocess

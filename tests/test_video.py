@@ -181,6 +181,7 @@ def test_tracklet_lists_round_trip_and_pack_every_frame(tmp_path):
         read_split(tmp_path / "lists", "query")
 
 
+@pytest.mark.slow
 def test_video_dataset_trains_and_evaluates_end_to_end(tmp_path):
     from trainer.config import load_method_config
     from trainer.evaluate import main as evaluate_main

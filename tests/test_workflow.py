@@ -81,12 +81,14 @@ def workflow(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow
 def test_lint_is_clean():
     proc = snakemake(REPO, "--lint")
     assert "Lints for" not in proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_dry_run_resolves_the_whole_chain(workflow):
     proc = snakemake(workflow, "-n", "results/tiny/cal/metrics.json", "--configfile", "tiny.yaml")
     assert jobs_planned(proc) == {"synthetic_dataset": 1, "lists": 1, "pack": 1, "train": 1, "evaluate": 1}
@@ -96,6 +98,7 @@ REAL = {d: c for d, c in yaml.safe_load((REPO / "config/config.yaml").read_text(
         if "synthetic" not in c}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(REAL))
 def test_real_dataset_targets_resolve_from_the_default_config(dataset, tmp_path):
     from pipeline.datasets import layout_dir
@@ -109,6 +112,7 @@ def test_real_dataset_targets_resolve_from_the_default_config(dataset, tmp_path)
 NO_CLOTHES_FORMATS = {"celebreid", "celebreid_light", "market1501", "dukemtmcreid", "msmt17", "msmt17v2"}
 
 
+@pytest.mark.slow
 def test_every_real_dataset_plans_its_whole_chain_once_its_layout_exists(workflow):
     """With each dataset's layout folder present, one dry run plans lists -> pack -> train -> evaluate for
     every configured dataset: CAL where the dataset has clothes labels, the baseline where it has none."""
@@ -124,6 +128,7 @@ def test_every_real_dataset_plans_its_whole_chain_once_its_layout_exists(workflo
     assert {"ccvid", "deepchange", "last", "nkup"} <= set(REAL)
 
 
+@pytest.mark.slow
 def test_schema_errors_name_the_bad_key(workflow):
     bad = json.loads(json.dumps(TINY_CONFIG))
     bad["datasets"]["tiny"]["format"] = "prccc"
@@ -166,6 +171,7 @@ def planned_resources(proc) -> dict[str, list[dict]]:
     return found
 
 
+@pytest.mark.slow
 def test_slurm_profile_sizes_each_rule_and_asks_gpus_where_they_run(workflow):
     """As a workflow profile, profiles/slurm's per-rule resources reach the jobs (with --profile, Snakemake also
     reads profiles/default, whose settings would replace them); the GPU follows the configured device."""
@@ -205,6 +211,7 @@ def test_train_processes_runs_the_train_rule_under_torchrun(workflow, tmp_path):
                                   "--config", "overrides={baseline: [epochs=1]}")) == {"train": 1}  # 1 process: rerun
 
 
+@pytest.mark.slow
 def test_learned_stage_backends_ask_for_a_gpu_unless_set_to_cpu(workflow, tmp_path):
     weights = workflow / "data/models/sam_vit_b_01ec64.pth"
     weights.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +277,7 @@ def test_switching_a_stage_backend_reruns_only_that_stage_and_its_dependants(wor
                                                                           "train": 1, "evaluate": 1}
 
 
+@pytest.mark.slow
 def test_missing_weights_stop_the_plan_naming_file_and_source(workflow):
     proc = snakemake(workflow, "-n", "data/derived/synthetic/keypoints/alphapose.h5", check=False)
     out = proc.stdout + proc.stderr
@@ -278,6 +286,7 @@ def test_missing_weights_stop_the_plan_naming_file_and_source(workflow):
     assert "MODEL_ZOO" in out and "expected sha256 not recorded" in out
 
 
+@pytest.mark.slow
 def test_offline_preprocessing_chain_plans_every_stage(workflow):
     """The default config builds every stage for the synthetic dataset: the contact sheet needs them all."""
     proc = snakemake(workflow, "-n", "data/derived/synthetic/contact_sheet.png")
@@ -287,6 +296,7 @@ def test_offline_preprocessing_chain_plans_every_stage(workflow):
     assert '"label_set": "keypoint-geometry"' in proc.stdout  # the cloth scheme follows the parsing backend
 
 
+@pytest.mark.slow
 def test_a_dataset_can_choose_its_own_stage_backends(workflow):
     """datasets.<d>.stages overrides the top-level stages for that dataset only; what reads the store follows."""
     cfg = {"datasets": {"tiny": {**TINY_CONFIG["datasets"]["tiny"],
@@ -310,6 +320,7 @@ def test_a_dataset_can_choose_its_own_stage_backends(workflow):
     assert not any("derived/tiny/keypoints/mediapipe" in ln for ln in proc.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow, tmp_path):
     # config files merge, so a scheme cannot be removed by --configfile: edit config.yaml in a copy
     copy = tmp_path / "wf"
@@ -322,6 +333,7 @@ def test_a_parsing_backend_without_cloth_scheme_is_refused(workflow, tmp_path):
     assert proc.returncode != 0 and "cloth_schemes has no scheme for the parsing backend 'keypoint-geometry'" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backends, stages, expected", [
     # configured, but no such backend exists in the code
     ({"parsing": {"other": {"inputs": ["keypoints", "silhouettes"]}}}, {"parsing": {"backend": "other"}},
@@ -341,6 +353,7 @@ def test_a_bad_backend_or_parameter_stops_the_plan(workflow, backends, stages, e
     assert proc.returncode != 0 and expected in out, out[-2000:]
 
 
+@pytest.mark.slow
 def test_allow_none_found_reaches_the_shard_command(workflow):
     cfg = {"backends": {"faces": {"mediapipe": {"allow_none_found": True}}}}
     (workflow / "allownone.yaml").write_text(yaml.safe_dump(cfg))
@@ -352,6 +365,7 @@ def test_allow_none_found_reaches_the_shard_command(workflow):
     assert others and not any("--allow-none-found" in ln for ln in others)
 
 
+@pytest.mark.slow
 def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):
     snakemake(workflow, "--cores", "2", "results/tiny/3dsl/metrics.json", "--configfile", "tiny.yaml")
     report = json.loads((workflow / "results/tiny/3dsl/metrics.json").read_text())
@@ -364,6 +378,7 @@ def test_tiny_3dsl_end_to_end_on_the_standin_body(workflow):
     assert (workflow / "logs/body/standin.log").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [
     ["--configfile", "tiny.yaml", "--config", "stages={keypoints: {backend: alphapose}}"],
     ["--configfile", "tiny.yaml", "--config", "stages={silhouettes: {backend: sam}}"],
@@ -416,6 +431,7 @@ def test_an_experiment_runs_beside_the_default_and_the_report_compares_them(work
     assert jobs_planned(snakemake(workflow, "-n", *figures, *exp)) == {}
 
 
+@pytest.mark.slow
 def test_missing_imagenet_weights_stop_the_plan_not_the_training(workflow, tmp_path):
     """The paper scale's ImageNet weights once failed the train job after the preprocessing (the terminal saying
     only "check log file(s)"): the plan knows the file trainer.pretrained resolves, so it stops in one line."""
@@ -516,6 +532,7 @@ def test_the_report_of_the_tiny_workflow_holds_every_figure(workflow):
         assert f"<td class=l>{named}</td></tr>" in table
 
 
+@pytest.mark.slow
 def test_tiny_deskpro_end_to_end_and_a_faces_change_reruns_only_the_face_chain(workflow):
     """Teacher, then student, on the offline stores; metrics for face ⊕ body and each stream. Changing the faces
     backend (its parameters, or another backend) replans faces, faces_restored, both trainings and the student's
@@ -558,6 +575,7 @@ def test_tiny_deskpro_end_to_end_and_a_faces_change_reruns_only_the_face_chain(w
     assert plan(retinaface) == face_chain
 
 
+@pytest.mark.slow
 def test_tiny_cre_bsga_end_to_end_and_a_parsing_change_reruns_only_the_parsing_chain(workflow):
     """CRE+BSGA on the offline parsing and cloth masks; the evaluate rule gives it the cloth masks (BSGA reads the
     test image's body mask). Switching the parsing backend replans parsing, cloth masks, train and evaluate only."""
@@ -594,6 +612,7 @@ def test_tiny_cre_bsga_end_to_end_and_a_parsing_change_reruns_only_the_parsing_c
     assert plan(schp_atr) == parsing_chain
 
 
+@pytest.mark.slow
 def test_a_missing_smpl_file_stops_the_plan_naming_file_and_source(workflow):
     cfg = dict(TINY_CONFIG, body={"model": "data/models/smpl/SMPL_NEUTRAL.pkl", "mocap": "standin"})
     (workflow / "smpl.yaml").write_text(yaml.safe_dump(cfg))
@@ -638,6 +657,7 @@ def test_a_bad_scale_or_override_stops_the_plan_before_any_work(workflow, change
     assert proc.returncode != 0 and expected in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_editing_an_image_inside_a_real_dataset_reruns_lists_and_pack(tmp_path_factory):
     """Snakemake sees only the layout folder's own time; the lists rule's fingerprint parameter sees inside."""
     import cv2
@@ -669,6 +689,7 @@ def test_editing_an_image_inside_a_real_dataset_reruns_lists_and_pack(tmp_path_f
     assert jobs_planned(snakemake(work, "-n", *target)) == {"lists": 1, "pack": 1}
 
 
+@pytest.mark.slow
 def test_an_override_typo_for_any_configured_method_stops_every_plan(workflow):
     """Not only the target's method: the workflow checks every configured method at each of its scales."""
     cfg = dict(TINY_CONFIG, overrides={"cal": ["optim.lrr=1e-4"]})

@@ -35,6 +35,7 @@ def word_after(words: list[str], option: str) -> list[str]:
     return [words[i + 1] for i, w in enumerate(words) if w == option]
 
 
+@pytest.mark.slow
 def test_a_dataset_root_with_a_space_and_shell_characters_is_one_word(work):
     """lists and pack run on data/raw/my data $(touch MARK): both succeed and nothing runs the substitution."""
     from pipeline.synthetic import generate
@@ -53,6 +54,7 @@ def test_a_dataset_root_with_a_space_and_shell_characters_is_one_word(work):
     assert not list(work.rglob("MARK")), "a command substitution in the dataset root ran"
 
 
+@pytest.mark.slow
 def test_an_override_value_is_one_word(work):
     """A state-dict path with a quote and a substitution: the plan checks the file is there (trainer.pretrained),
     and the override reaches the trainer as one word."""
@@ -66,6 +68,7 @@ def test_an_override_value_is_one_word(work):
     assert word_after(train, "--set") == [value, "epochs=1"]
 
 
+@pytest.mark.slow
 def test_backend_params_and_model_file_are_one_word_each(work):
     """A model file path with a space, a quote and a substitution; the params JSON, whatever its characters."""
     model = f"data/models/it's {HOSTILE}.pth"
@@ -79,6 +82,7 @@ def test_backend_params_and_model_file_are_one_word_each(work):
     assert json.loads(word_after(shard, "--params")[0])["model_type"] == "vit_b"
 
 
+@pytest.mark.slow
 def test_cloth_scheme_labels_reach_the_shard_as_json(work):
     commands = planned_commands(work, "data/derived/tiny/cloth_masks/parsing.h5", TINY_CONFIG)
     shard = next(c for c in commands if word_after(c, "--stage") == ["cloth_masks"])
@@ -86,6 +90,7 @@ def test_cloth_scheme_labels_reach_the_shard_as_json(work):
     assert params["label_set"] == "keypoint-geometry" and params["cloth"] == ["torso", "legs"]
 
 
+@pytest.mark.slow
 def test_benchmark_arguments_are_words(work):
     cfg = {**TINY_CONFIG, "benchmark": {"dataset": "tiny", "methods": ["baseline", "cal"], "seeds": [1, 2]}}
     table = command_of(planned_commands(work, "results/benchmark/table.md", cfg), "benchmark-table")
@@ -93,6 +98,7 @@ def test_benchmark_arguments_are_words(work):
     assert table[table.index("--methods") + 1: table.index("--methods") + 3] == ["baseline", "cal"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, named", [
     ({"report": {"protocol": f"CC{HOSTILE}"}}, "protocol"),
     ({"cloth_schemes": {"keypoint-geometry": {"cloth": ["legs'; touch MARK; echo '"], "erase": [],
