@@ -108,6 +108,7 @@ def test_rank_list_draws_the_cc_protocol_from_features_h5(tiny_dataset, tmp_path
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_embedding_keeps_the_smallest_ids_of_both_splits(tiny_dataset, tmp_path):
     pack = ImagePack(tiny_dataset["images"])
     feats = write_features(tmp_path / "features.h5", tiny_dataset["lists"], pack, ["query_diff", "gallery"])

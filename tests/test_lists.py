@@ -29,6 +29,7 @@ def first_line(path):
     return path.read_text().splitlines()[0]
 
 
+@pytest.mark.slow
 def test_a_duplicated_gallery_line_stops_pack_train_and_evaluate(tmp_path, tiny_dataset, capsys):
     lists = copy_lists(tiny_dataset, tmp_path)
     gallery = lists / "gallery.txt"

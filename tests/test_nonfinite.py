@@ -20,6 +20,7 @@ def train_cli(tmp_path, tiny_dataset, *sets, method="baseline"):
                  "--images", str(tiny_dataset["images"]), "--out", str(tmp_path), "--device", "cpu"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["baseline", "cal"])
 def test_a_diverging_training_stops_at_that_step_and_writes_no_model(tmp_path, tiny_dataset, capsys, method):
     assert train_cli(tmp_path, tiny_dataset, "optim.lr=1e30", method=method) == 2

@@ -194,6 +194,7 @@ def test_nested_config_numbers_reach_the_dataset_and_its_shard_counts(workflow):
     assert len(shell_lines(proc, "--num-shards 3 ")) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting, named", [
     ("backends={silhouettes: {grabcut: {params: {iterations: three}}}}",
      "error: silhouettes backend 'grabcut': parameter 'iterations' is 'three' (a string)"),
@@ -223,6 +224,7 @@ def test_scales_train_one_method_of_a_dataset_at_another_scale(workflow):  # noq
     assert "--scale demo " in threedsl and "--scale tiny " in cal
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scales, expected", [
     ({"tiny": {"3dsl": "demo"}}, "error: scales.tiny names ['3dsl'], which are not among the configured methods"),
     ({"tiny": {"cal": "demo", "call": "demo"}}, "error: scales.tiny names ['call']"),

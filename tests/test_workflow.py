@@ -623,6 +623,7 @@ def test_a_missing_smpl_file_stops_the_plan_naming_file_and_source(workflow):
     assert "smpl.is.tue.mpg.de" in out
 
 
+@pytest.mark.slow
 def test_a_config_file_with_a_key_twice_stops_the_plan_naming_key_and_lines(workflow):
     """Snakemake's own loader keeps the second `overrides:` block and drops the first without a word."""
     text = (yaml.safe_dump(TINY_CONFIG) + "overrides:\n  cal: [epochs=1]\n"
@@ -636,6 +637,7 @@ def test_a_config_file_with_a_key_twice_stops_the_plan_naming_key_and_lines(work
     assert jobs_planned(proc) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, expected", [
     ({"datasets": {"tiny": {"scale": "tiniest"}}}, "unknown scale 'tiniest'"),
     ({"overrides": {"cal": ["optim.lr=fast"]}}, "cal.yaml override.optim.lr: expected a number"),

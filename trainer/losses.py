@@ -1,5 +1,6 @@
-"""Losses of CAL's code (Simple-CCReID's losses/*.py; CAL paper eqs. (2)–(5); docs/methods.md#losses):
-label-smoothed CE, cosine batch-hard triplet, CosFace, CAL."""
+"""The methods' losses. From CAL's code (Simple-CCReID's losses/*.py; CAL paper eqs. (2)–(5);
+docs/methods.md#losses): label-smoothed CE, cosine batch-hard triplet, CosFace, CAL. Besides: CRE+BSGA's cross-clothes
+triplet, DeSKPro's knowledge distillation and 3DSL's LSGAN terms (docs/methods.md)."""
 from __future__ import annotations
 
 from collections.abc import Callable
