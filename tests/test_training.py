@@ -337,23 +337,30 @@ def test_metrics_name_the_evaluated_and_the_training_dataset(tmp_path, tiny_data
     assert (report["dataset"], report["train_dataset"]) == ("another", "tiny")
 
 
-@pytest.mark.slow
-def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_partial_file(tmp_path, tiny_dataset):
-    """RLIMIT_FSIZE makes large writes fail with EFBIG, down the same paths as a full disk (ENOSPC)."""
+def train_under_file_size_limit(limit: int, tiny_dataset, out, *extra):
+    """trainer.train on the tiny dataset in a process whose files cannot grow past `limit` bytes (RLIMIT_FSIZE:
+    writes fail with EFBIG, down the same paths as a full disk's ENOSPC; SIGXFSZ ignored so that they fail, not
+    kill). Imports happen before the limit, so only the run's own writes meet it."""
     import subprocess
     import sys
 
     script = (
         "import resource, signal, sys\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))\n"
         "from trainer.train import main\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
         "sys.exit(main(sys.argv[1:]))\n")
+    return subprocess.run([sys.executable, "-c", script, "--method-config", str(REPO / "config/methods/baseline.yaml"),
+                           "--scale", "tiny", *extra, "--lists", str(tiny_dataset["lists"]), "--images",
+                           str(tiny_dataset["images"]), "--out", str(out), "--threads", "1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_partial_file(tmp_path, tiny_dataset):
+    """RLIMIT_FSIZE makes large writes fail with EFBIG, down the same paths as a full disk (ENOSPC)."""
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-c", script, "--method-config", str(REPO / "config/methods/baseline.yaml"),
-                        "--scale", "tiny", "--set", "epochs=1", "--lists", str(tiny_dataset["lists"]), "--images",
-                        str(tiny_dataset["images"]), "--out", str(out), "--threads", "1"],
-                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    r = train_under_file_size_limit(2_000_000, tiny_dataset, out, "--set", "epochs=1")
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "File too large" in r.stderr
     assert "last.pt" in r.stderr and "Traceback" not in r.stderr
@@ -364,20 +371,8 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_partial
 @pytest.mark.slow
 def test_a_full_disk_while_writing_train_config_names_it_and_leaves_no_partial_file(tmp_path, tiny_dataset):
     """RLIMIT_FSIZE makes the write fail with EFBIG, as a full disk fails it with ENOSPC; before any training."""
-    import subprocess
-    import sys
-
-    script = (
-        "import resource, signal, sys\n"
-        "from trainer.train import main\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
-        "sys.exit(main(sys.argv[1:]))\n")
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-c", script, "--method-config", str(REPO / "config/methods/baseline.yaml"),
-                        "--scale", "tiny", "--lists", str(tiny_dataset["lists"]), "--images",
-                        str(tiny_dataset["images"]), "--out", str(out), "--threads", "1"],
-                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    r = train_under_file_size_limit(64, tiny_dataset, out)
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.strip().splitlines() == [f"error: {out / 'train_config.json'}: File too large"], r.stderr
     assert list(out.iterdir()) == []  # neither a truncated train_config.json nor its temporary
