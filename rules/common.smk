@@ -17,7 +17,7 @@ from pipeline.imagepack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from pipeline.rawtree import tree_fingerprint
 from pipeline.stages.backends import STAGES, check_params, params_from_strings, shard_gpus
 from pipeline.stages.store import STORE_FORMAT_VERSION
-from trainer.config import load_method_config, read_method_file
+from trainer.config import load_method_config, read_method_file, run_scale
 from trainer.pretrained import pretrained_files
 
 from pipeline.yamlfile import load_config_file
@@ -144,10 +144,10 @@ def method_files(wildcards):
     return method_spec(wildcards.method)["files"]
 
 
-def run_scale(dataset, method, experiment=None):
-    """The scale `method` trains at on `dataset`: `scales.<dataset>.<method>` where the config sets one, else the
-    dataset's `scale`."""
-    return cfg(experiment).get("scales", {}).get(dataset, {}).get(method) or dataset_cfg(dataset).get("scale", "paper")
+def scale_of_run(dataset, method, experiment=None):
+    """The scale `method` trains at on `dataset` (trainer.config.run_scale) under the experiment's config."""
+    dataset_cfg(dataset)  # stops on an unknown dataset
+    return run_scale(cfg(experiment), dataset, method)
 
 
 def check_scales(c):
@@ -165,7 +165,7 @@ def method_config(dataset, method, experiment=None):
     with planning(experiment):
         return load_method_config(
             method_file(method),
-            run_scale(dataset, method, experiment),
+            scale_of_run(dataset, method, experiment),
             cfg(experiment).get("overrides", {}).get(method, []),
             dataset_cfg(dataset)["format"],
         )
@@ -208,7 +208,7 @@ def pretrained_input(wildcards):
     if missing and not (run_dir(wildcards) / "model.pt").is_file():
         f = missing[0]
         where = f"Download it (ccreid-weights fetch does) from {f.url}" if f.url else f"Get it by hand from {f.source}"
-        scale = run_scale(wildcards.dataset, wildcards.method, run_experiment(wildcards))
+        scale = scale_of_run(wildcards.dataset, wildcards.method, run_experiment(wildcards))
         stop(
             f"{f.path}: {f.what}, which {wildcards.method} loads at scale {scale} on {wildcards.dataset}, is missing. "
             f"{where} to that path, or train from scratch: a scale without ImageNet weights "

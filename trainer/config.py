@@ -189,5 +189,12 @@ def load_method_config(path: str | Path, scale: str | None = None, overrides: li
     return cfg
 
 
+def run_scale(workflow_config: dict, dataset: str, method: str) -> str:
+    """The scale `method` trains at on `dataset` in the workflow config: `scales.<dataset>.<method>` where it sets
+    one, else the dataset's `scale` (default paper). One answer for the workflow's plan and ccreid-weights."""
+    own = workflow_config.get("scales", {}).get(dataset, {}).get(method)
+    return own or workflow_config["datasets"][dataset].get("scale", "paper")
+
+
 def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]

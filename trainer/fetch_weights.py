@@ -41,7 +41,7 @@ from pipeline.errors import InputError, MissingInputError, UserError
 from pipeline.progress import log_interval
 from pipeline.yamlfile import load_config_file, load_yaml
 
-from .config import load_method_config, read_method_file
+from .config import load_method_config, read_method_file, run_scale
 from .pretrained import pretrained_files
 
 CONFIG = Path("config/config.yaml")
@@ -165,8 +165,7 @@ def needed_files(config: dict, every_backend: bool = False) -> list[WeightsFile]
         if spec["body_model"]:
             body_methods.append(method)
         for dataset, d in config["datasets"].items():
-            # the workflow's run_scale: scales.<dataset>.<method>, else the dataset's scale
-            scale = config.get("scales", {}).get(dataset, {}).get(method) or d.get("scale", "paper")
+            scale = run_scale(config, dataset, method)
             # a dataset at a scale the method does not define cannot train it: no run, no file
             if scale != "paper" and scale not in spec["scales"]:
                 continue
